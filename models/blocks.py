@@ -1,0 +1,128 @@
+"""Pieces shared by the model families: preprocessing, blocks, the classifier head, compile.
+
+Everything a SavedModel needs to turn raw input into a prediction lives in the graph built
+here (rescaling, augmentation, text vectorisation), so serving cannot drift from training.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+import keras
+from keras import layers
+
+from models.spec import InputSpec
+
+# Activation functions a family accepts. They differ in what backpropagation sees: sigmoid
+# and tanh saturate (derivative -> 0 for large |x|, the vanishing gradient), ReLU passes a
+# gradient of exactly 1 for x > 0 and 0 below, and the smooth ReLU variants (elu, gelu, silu,
+# mish) keep a small gradient for negative inputs.
+Activation = Literal[
+    "relu", "leaky_relu", "relu6", "elu", "selu", "gelu", "silu", "mish",
+    "softplus", "tanh", "sigmoid", "hard_sigmoid",
+]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
+Pooling = Literal["max", "average"]
+
+
+def model_input(input_spec: InputSpec) -> keras.KerasTensor:
+    """Return the named raw input: uint8 `image`, string `text` or float32 `sequence`."""
+    return keras.Input(shape=input_spec.shape, dtype=input_spec.dtype, name=input_spec.name)
+
+
+def image_preprocessing(
+    inputs: keras.KerasTensor, *, random_shift: float, random_flip: bool
+) -> keras.KerasTensor:
+    """Scale uint8 pixels to [0, 1]; augmentation layers are active in training only."""
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    if random_flip:
+        x = layers.RandomFlip("horizontal", name="augment_flip")(x)
+    if random_shift > 0:
+        x = layers.RandomTranslation(
+            random_shift, random_shift, fill_mode="constant", name="augment_shift"
+        )(x)
+    return x
+
+
+def conv_block(
+    x: keras.KerasTensor,
+    *,
+    index: int,
+    filters: int,
+    kernel_size: int,
+    convs: int,
+    batch_norm: bool,
+    activation: str,
+    pooling: str,
+    dropout: float,
+) -> keras.KerasTensor:
+    """Return `convs` x (conv -> [batch norm] -> activation), then 2x2 pooling and dropout."""
+    prefix = f"block{index}"
+    for conv in range(1, convs + 1):
+        # A bias is redundant right before batch norm, which learns its own shift.
+        x = layers.Conv2D(
+            filters, kernel_size, padding="same", use_bias=not batch_norm,
+            name=f"{prefix}_conv{conv}",
+        )(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{prefix}_bn{conv}")(x)
+        x = layers.Activation(activation, name=f"{prefix}_{activation}{conv}")(x)
+    pool = layers.MaxPooling2D if pooling == "max" else layers.AveragePooling2D
+    x = pool(2, name=f"{prefix}_pool")(x)
+    if dropout > 0:
+        x = layers.Dropout(dropout, name=f"{prefix}_dropout")(x)
+    return x
+
+
+def recurrent_layer(cell: str, units: int, **kwargs) -> layers.Layer:
+    """Return a SimpleRNN, LSTM or GRU layer (the gated cells resist vanishing gradients)."""
+    layer_classes = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+    return layer_classes[cell](units, **kwargs)
+
+
+def classifier_head(
+    x: keras.KerasTensor,
+    *,
+    num_classes: int,
+    dense_units: int,
+    activation: str,
+    dropout: float,
+) -> keras.KerasTensor:
+    """Return class probabilities (float32 even under mixed precision) named `probabilities`."""
+    if dense_units > 0:
+        x = layers.Dense(dense_units, activation=activation, name="head_dense")(x)
+        if dropout > 0:
+            x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(num_classes, name="logits")(x)
+    # Softmax in float32: float16 softmax over logits loses precision and can overflow.
+    return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+def compile_classifier(
+    model: keras.Model, *, optimizer: str, learning_rate: float, weight_decay: float
+) -> keras.Model:
+    """Compile for integer labels with loss and accuracy; returns the same model."""
+    optimizers = {
+        "adam": lambda: keras.optimizers.Adam(learning_rate),
+        "adamw": lambda: keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay),
+        "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
+        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate),
+    }
+    model.compile(
+        optimizer=optimizers[optimizer](),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def keyword_defaults(build: Callable[..., keras.Model]) -> dict[str, Any]:
+    """Return `build`'s keyword-only arguments and their defaults: a family's baseline."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(build).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }

@@ -1,0 +1,262 @@
+"""One typed, frozen, validated configuration per run, loaded from YAML plus overrides.
+
+Config flows one way: Make variable -> CLI flag -> this object -> explicit keyword arguments
+into builders. An unknown or wrong field fails here, at load time, naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from models import get_family
+
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the file and the field."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Section):
+    source: Literal["fashion_mnist", "tfds", "image_folder", "text_folder"] = "fashion_mnist"
+    name: str | None = None  # TFDS data set name (source tfds), e.g. "mnist" or "mnist:3.0.1"
+    data_dir: Path | None = None  # TFDS data_dir; TFDS's own default when unset
+    path: Path | None = None  # the folder of image_folder / text_folder: one subfolder per class
+    train_split: str = "train"
+    test_split: str | None = "test"  # None: carve the test split out of train_split
+    image_key: str = "image"  # TFDS feature names
+    label_key: str = "label"
+    image_size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None
+    color_mode: Literal["grayscale", "rgb"] = "grayscale"
+    validation_fraction: Fraction = 0.1
+    test_fraction: Fraction = 0.1  # only used when the source has no test split
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    shuffle_buffer: Annotated[int, Field(ge=1)] = 60_000
+    cache: bool = True
+    max_examples: Annotated[int, Field(ge=1)] | None = None  # per split, for smoke runs
+    download: bool = True  # let TFDS download when its host answers
+    vocabulary_size: Annotated[int, Field(ge=2)] = 20_000  # text: most frequent tokens kept
+    sequence_length: Annotated[int, Field(ge=1)] = 200  # text: tokens per example
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataConfig:
+        if self.source == "tfds" and not self.name:
+            raise ValueError("data.name is required when data.source is tfds")
+        if self.source in ("image_folder", "text_folder") and self.path is None:
+            raise ValueError(f"data.path is required when data.source is {self.source}")
+        if self.source == "image_folder" and self.image_size is None:
+            raise ValueError("data.image_size ([height, width]) is required for image_folder")
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError("data.validation_fraction + data.test_fraction must stay below 0.9")
+        return self
+
+
+class ModelConfig(Section):
+    """`family` picks the module in models/; every other key is a keyword of its `build`."""
+
+    family: str = "cnn"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_params(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        family = values.pop("family", "cnn")
+        params = dict(values.pop("params", {}) or {})
+        params.update(values)
+        return {"family": family, "params": params}
+
+    @model_validator(mode="after")
+    def _check_params(self) -> ModelConfig:
+        validator = build_keywords_model(self.family)
+        try:
+            validated = validator.model_validate(self.params)
+        except ValidationError as error:
+            raise ValueError(
+                describe_validation_error(error, prefix="model", known=list(validator.model_fields))
+            ) from None
+        object.__setattr__(self, "params", validated.model_dump())
+        return self
+
+
+class TrainConfig(Section):
+    epochs: Annotated[int, Field(ge=1)] = 15
+    lr_schedule: Literal["cosine", "constant", "plateau"] = "cosine"
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    early_stopping_patience: Annotated[int, Field(ge=1)] | None = 5
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    distribution: Literal["auto", "mirrored", "none"] = "auto"
+    deterministic: bool = False  # exact op determinism: slower, for debugging
+    resume: bool = True  # continue an interrupted run of the same config
+    checkpoint_dir: Path = Path("checkpoints")
+    insights: bool = True  # gradient flow, feature maps, embeddings in MLflow
+
+
+class TrackingConfig(Section):
+    experiment: str = "default"
+    tracking_uri: str | None = None  # else $MLFLOW_TRACKING_URI, else mlruns/ (SQLite)
+    register_model: bool = True  # register the export in the MLflow model registry
+
+
+class ExportConfig(Section):
+    enabled: bool = True
+    base_dir: Path = Path("saved_models")
+    warmup_batch_sizes: tuple[Annotated[int, Field(ge=1)], ...] = (1, 8, 32)
+    parity_examples: Annotated[int, Field(ge=1)] = 256
+    parity_tolerance: Annotated[float, Field(gt=0.0)] = 1e-4
+
+
+class RunConfig(Section):
+    name: ModelName = "fashion_cnn"  # model name: saved_models/<name>/, registry name
+    seed: int = 42
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_section(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def fingerprint(self) -> str:
+        """Return a digest of what determines the trained weights (to resume safely)."""
+        relevant = self.model_dump(mode="json", include={"name", "seed", "data", "model"})
+        relevant["train"] = self.train.model_dump(mode="json", exclude={"resume", "epochs"})
+        digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+        return digest[:16]
+
+    def flat(self) -> dict[str, str]:
+        """Return every resolved field as `section.field` -> string (MLflow params)."""
+        flat: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(f"{prefix}.{key}" if prefix else key, item)
+            else:
+                flat[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+
+        dumped = self.model_dump(mode="json")
+        dumped["model"] = {"family": self.model.family, **self.model.params}
+        walk("", dumped)
+        return flat
+
+
+def build_keywords_model(family: str) -> type[BaseModel]:
+    """Return a pydantic model of `family`'s build keywords: names, types, defaults, ranges."""
+    build = get_family(family).build
+    hints = typing.get_type_hints(build, include_extras=True)
+    fields = {
+        name: (hints[name], parameter.default)
+        for name, parameter in inspect.signature(build).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    return create_model(
+        f"{family}_keywords", __config__=ConfigDict(extra="forbid", strict=False), **fields
+    )
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Return the validated config from a YAML file with dotted-key overrides applied.
+
+    `overrides` maps `section.field` (e.g. `train.epochs`) to a value; None values are
+    skipped, so unset CLI flags keep the file's value.
+    """
+    source = str(path) if path else "defaults"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, dotted, value)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
+    except ValueError as error:  # an unknown model family, raised before field validation
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """Return (dotted key, value) from `key=value`; the value is parsed as YAML."""
+    key, separator, text = assignment.partition("=")
+    if not separator or not key.strip():
+        raise ConfigError(f"--set expects section.field=value, got {assignment!r}")
+    return key.strip(), yaml.safe_load(text)
+
+
+def describe_validation_error(
+    error: ValidationError, prefix: str = "", known: list[str] | None = None
+) -> str:
+    """Return one line naming each problem: `field.path: message (got value)`.
+
+    Errors raised by our own validators already name their field and are kept as they are.
+    """
+    problems = []
+    for item in error.errors():
+        if item["type"] == "value_error":
+            problems.append(item["msg"].removeprefix("Value error, "))
+            continue
+        location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            fields = known if known is not None else _section_fields(item["loc"][:-1])
+            message = "unknown field" + (f"; known fields: {', '.join(fields)}" if fields else "")
+        elif item["type"] != "missing":
+            message += f" (got {item['input']!r})"
+        problems.append(f"{location}: {message}")
+    return "; ".join(problems)
+
+
+def _section_fields(loc: tuple[Any, ...]) -> list[str]:
+    section: Any = RunConfig
+    for part in loc:
+        field = section.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        section = field.annotation
+    return list(section.model_fields)
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted}: {part} is not a section")
+        node = child
+    node[leaf] = value
