@@ -45,7 +45,7 @@ class DataConfig(Section):
     path: Path | None = None  # the folder of image_folder / text_folder: one subfolder per class
     train_split: str = "train"
     test_split: str | None = "test"  # None: carve the test split out of train_split
-    image_key: str = "image"  # TFDS feature names
+    input_key: str | None = None  # TFDS feature holding the input; None: "image" or "text"
     label_key: str = "label"
     image_size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None
     color_mode: Literal["grayscale", "rgb"] = "grayscale"

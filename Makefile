@@ -1,0 +1,73 @@
+# The user's interface. `make` alone lists the targets; variables below can be overridden:
+#   make train CONFIG=configs/fashion_rnn.yaml EPOCHS=3 BATCH_SIZE=64 SET="model.units=64"
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/fashion_cnn.yaml
+EPOCHS ?=
+BATCH_SIZE ?=
+NAME ?=
+SET ?=
+MLFLOW_PORT ?= 5000
+PYTEST_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Empty Make variables leave the config file's value alone.
+OVERRIDES := $(foreach item,$(SET),--set $(item))
+TRAIN_FLAGS := $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
+	$(if $(NAME),--name $(NAME)) $(OVERRIDES)
+MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
+
+.PHONY: help venv data train mlflow-ui bench bench-train test test-full lint clean
+
+help: ## Show the targets and the variables they read
+	@echo "Usage: make <target> [CONFIG=... EPOCHS=... BATCH_SIZE=... NAME=... SET='a.b=1 c.d=2']"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with every dependency (once; again when pyproject.toml changes)
+
+data: venv ## Find or fetch CONFIG's data and print its identity (Fashion-MNIST: TFDS, else Debian's files)
+	@$(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES); status=$$?; \
+	if [ $$status -eq 3 ]; then \
+	  echo "installing Debian's package dataset-fashion-mnist (offline copy of Fashion-MNIST)"; \
+	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null \
+	    || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	    && $(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES); \
+	else exit $$status; fi
+
+train: data ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
+	$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS)
+
+mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:$(MLFLOW_PORT)
+	@mkdir -p mlruns/artifacts
+	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
+	  --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+bench: bench-train ## Run every benchmark (JSON and Markdown under bench/results/)
+
+bench-train: data ## Benchmark tf.data input vs model throughput, and make train's path vs plain model.fit
+	$(PY) -m pipeline.bench --config $(CONFIG) $(OVERRIDES)
+
+test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-full: venv ## Run every test, the slow end-to-end ones too
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+lint: venv ## Check style with ruff
+	$(VENV)/bin/ruff check pipeline models serving tests
+
+clean: ## Remove caches and checkpoints (keeps .venv, mlruns/ and saved_models/)
+	rm -rf .pytest_cache .ruff_cache checkpoints bench/results
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

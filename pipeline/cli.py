@@ -1,0 +1,139 @@
+"""`python -m pipeline <command>`: the command line behind the Makefile's targets.
+
+Every command loads one validated config (YAML file, then flags, then `--set` overrides)
+and calls one stage's `run`. Expected failures (bad config, unreadable data, a refused
+export) print one line naming the field or file and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, tune and inspect Keras models tracked in MLflow.")
+
+ConfigOption = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="YAML run config, e.g. configs/fashion_cnn.yaml.")]
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override any field: --set model.filters=64 (repeatable).")]
+
+
+def _quiet_tensorflow() -> None:
+    # Before TensorFlow is imported: keep its C++ INFO/WARNING lines out of the user's way.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def _load(config: Path | None, overrides: dict[str, Any], assignments: list[str] | None):
+    from pipeline.config import load_config, parse_override
+
+    merged = dict(overrides)
+    merged.update(parse_override(item) for item in assignments or [])
+    return load_config(config, merged)
+
+
+def _fail(error: BaseException, code: int = 1) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(code)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from pipeline.config import ConfigError
+    from pipeline.sources import DataError
+    from serving.export import ExportError
+
+    return ConfigError, DataError, ExportError
+
+
+def _terminate_as_interrupt() -> None:
+    # SIGTERM (kill, a CI timeout, a scheduler) ends the run like Ctrl-C: marked KILLED in
+    # MLflow with its last epoch backed up, so the same command resumes it.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
+@app.command()
+def train(
+    config: ConfigOption = None,
+    epochs: Annotated[Optional[int], typer.Option(help="train.epochs")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="data.batch_size")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Model name: saved_models/<name>/.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment.")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else mlruns/).")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted run of the same config.")] = True,
+    set_: SetOption = None,
+) -> None:
+    """Train one model, evaluate it on the test split, export and register a SavedModel."""
+    _quiet_tensorflow()
+    _terminate_as_interrupt()
+    try:
+        run_config = _load(config, {
+            "train.epochs": epochs, "data.batch_size": batch_size, "name": name,
+            "tracking.experiment": experiment, "tracking.tracking_uri": tracking_uri,
+            "train.resume": None if resume else False}, set_)
+        from pipeline import train as train_stage
+
+        result = train_stage.run(run_config, log=lambda line: typer.echo(line))
+    except _expected_errors() as error:
+        _fail(error, 2 if type(error).__name__ == "ConfigError" else 1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the MLflow run is marked KILLED; run the same command to "
+                   "resume from the last completed epoch", err=True)
+        raise typer.Exit(130) from None
+    _print_result(train_stage.describe(result))
+
+
+def _print_result(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, title="training run")
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@app.command()
+def data(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Locate (or download) the configured data and print its identity and split sizes."""
+    _quiet_tensorflow()
+    try:
+        run_config = _load(config, {}, set_)
+        from pipeline import data as data_stage
+
+        summary = data_stage.run(run_config.data, run_config.seed)
+    except _expected_errors() as error:
+        # 3 tells `make data` that installing Debian's dataset-fashion-mnist would help.
+        codes = {"ConfigError": 2, "MissingFashionMnist": 3}
+        _fail(error, codes.get(type(error).__name__, 1))
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@app.command("config")
+def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Print the fully resolved config (every default filled in) as YAML."""
+    import yaml
+
+    try:
+        run_config = _load(config, {}, set_)
+    except _expected_errors() as error:
+        _fail(error, 2)
+    dumped = run_config.model_dump(mode="json")
+    dumped["model"] = {"family": run_config.model.family, **run_config.model.params}
+    typer.echo(yaml.safe_dump(dumped, sort_keys=False))
+
+
+def main() -> None:
+    app(prog_name="python -m pipeline")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

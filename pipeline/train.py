@@ -1,0 +1,240 @@
+"""The training stage: data -> model -> fit -> evaluate -> export, all in one MLflow run.
+
+A run killed part-way leaves its MLflow run RUNNING or KILLED and its last epoch in
+`checkpoints/<name>/backup`; the same command (same config) then reopens that MLflow run and
+continues from that epoch instead of starting again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from models import get_family
+from pipeline import evaluate, plots
+from pipeline.callbacks import EpochTimer, learning_rate_schedule
+from pipeline.config import RunConfig
+from pipeline.data import Datasets, make_datasets
+from pipeline.hardware import configure
+from pipeline.insights import log_insights
+from pipeline.tracking import MetricsCallback, Run, Tracker
+from serving import export
+
+STATE_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    tracking_uri: str
+    experiment: str
+    metrics: dict[str, float]
+    export_path: Path | None
+    model_version: int | None
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class RunState:
+    """The MLflow run a checkpoint folder belongs to, and the config that made it."""
+
+    run_id: str
+    fingerprint: str
+
+    @classmethod
+    def load(cls, folder: Path) -> RunState | None:
+        try:
+            return cls(**json.loads((folder / STATE_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STATE_FILE).write_text(json.dumps(self.__dict__))
+
+
+def run(config: RunConfig, log=print,
+        callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Train, evaluate, export and register one model; return where everything went.
+
+    `callbacks` are extra Keras callbacks, run after the stage's own (backup, checkpoint).
+    """
+    hardware = configure(config.train, config.seed)
+    tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
+    workdir = config.train.checkpoint_dir / config.name
+    resume_id = _resumable_run(config, tracker, workdir)
+    if resume_id is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    _check_version_free(config, tracker)
+    tags = {"model_name": config.name, "model_family": config.model.family,
+            "config_fingerprint": config.fingerprint()}
+    with tracker.run(config.name, resume_run_id=resume_id, tags=tags) as mlflow_run:
+        RunState(mlflow_run.run_id, config.fingerprint()).save(workdir)
+        log(f"MLflow run {mlflow_run.run_id} ({'resumed' if resume_id else 'new'}) "
+            f"in {tracker.tracking_uri}")
+        if resume_id is None:
+            mlflow_run.log_params(config.flat())
+        data = make_datasets(config.data, config.seed)
+        _log_data(mlflow_run, data)
+        log(f"data: {data.identity.get('origin')} {data.identity.get('name')} | "
+            + ", ".join(f"{name} {size}" for name, size in data.sizes.items())
+            + f" | {hardware.describe()}")
+        with hardware.strategy.scope():
+            model = get_family(config.model.family).build(
+                data.input_spec, data.num_classes, **config.model.params)
+        mlflow_run.log_text(_summary(model), "model_summary.txt")
+        mlflow_run.log_metrics({"parameters": model.count_params()})
+        _fit(model, data, config, mlflow_run, workdir, log, callbacks)
+        metrics = _evaluate(model, data, mlflow_run)
+        if config.train.insights:
+            log_insights(model, data, mlflow_run)
+        export_path, version = _export(model, data, config, tracker, mlflow_run, log)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
+                       experiment=config.tracking.experiment, metrics=metrics,
+                       export_path=export_path, model_version=version,
+                       resumed=resume_id is not None)
+
+
+def _resumable_run(config: RunConfig, tracker: Tracker, workdir: Path) -> str | None:
+    state = RunState.load(workdir)
+    if not (config.train.resume and state and state.fingerprint == config.fingerprint()):
+        return None
+    return state.run_id if tracker.resumable(state.run_id) else None
+
+
+def _check_version_free(config: RunConfig, tracker: Tracker) -> None:
+    """Fail before training if the version this run will export to is already on disk."""
+    if not (config.export.enabled and config.tracking.register_model):
+        return
+    version = tracker.latest_version(config.name) + 1
+    target = config.export.base_dir / config.name / str(version)
+    if target.exists():
+        raise export.ExportError(
+            f"{target} exists but the MLflow registry at {tracker.tracking_uri} would number "
+            f"this export {version}; move {target} away or point MLFLOW_TRACKING_URI at the "
+            "store that registered it")
+
+
+def _log_data(mlflow_run: Run, data: Datasets) -> None:
+    mlflow_run.log_params({f"dataset.{key}": value for key, value in data.identity.items()})
+    mlflow_run.log_params({f"dataset.{name}_examples": size for name, size in data.sizes.items()})
+    mlflow_run.log_dict({**data.identity, "sizes": data.sizes,
+                         "class_names": list(data.class_names)}, "data/identity.json")
+    if data.manifest:
+        mlflow_run.log_text("\n".join(data.manifest) + "\n", "data/manifest.tsv")
+    mlflow_run.log_dataset(data.identity, data.sizes)
+
+
+def _summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+    return "\n".join(lines) + "\n"
+
+
+def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
+         workdir: Path, log, extra: Sequence[keras.callbacks.Callback]) -> None:
+    train = config.train
+    mode = "max" if train.monitor.endswith("accuracy") else "min"
+    best = [value for _, value in mlflow_run.metric_history(train.monitor)]
+    best_so_far = (max(best) if mode == "max" else min(best)) if best else None
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(str(workdir / "backup")),
+        keras.callbacks.ModelCheckpoint(
+            str(workdir / "best.weights.h5"), monitor=train.monitor, mode=mode,
+            save_best_only=True, save_weights_only=True, initial_value_threshold=best_so_far),
+        EpochTimer(data.sizes["train"]),
+    ]
+    if train.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=train.monitor, mode=mode, patience=train.early_stopping_patience))
+    schedule = learning_rate_schedule(train, float(model.optimizer.learning_rate.numpy()), mode)
+    if schedule is not None:
+        callbacks.append(schedule)
+    callbacks.append(MetricsCallback(mlflow_run))  # after the above: sees what they add to logs
+    callbacks.extend(extra)
+    started = time.perf_counter()
+    model.fit(data.train, validation_data=data.validation, epochs=train.epochs,
+              callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
+              verbose=1 if _interactive() else 2)
+    mlflow_run.log_metrics({"fit_seconds": time.perf_counter() - started})
+    best_weights = workdir / "best.weights.h5"
+    if best_weights.exists():
+        model.load_weights(str(best_weights))
+        log(f"restored the best epoch's weights ({train.monitor})")
+
+
+def _interactive() -> bool:
+    return sys.stdout.isatty()
+
+
+def _evaluate(model: keras.Model, data: Datasets, mlflow_run: Run) -> dict[str, float]:
+    """Log test metrics, confusion matrix, per-class report and curves; return the metrics."""
+    scores = model.evaluate(data.test, verbose=0, return_dict=True)
+    probabilities = np.asarray(model.predict(data.test, verbose=0))
+    labels = np.concatenate([batch_labels.numpy() for _, batch_labels in data.test])
+    report = evaluate.classification_report(labels, probabilities, data.class_names)
+    metrics = {f"test_{name}": float(value) for name, value in scores.items()}
+    metrics["test_macro_f1"] = report.macro_f1
+    mlflow_run.log_metrics(metrics)
+    mlflow_run.log_text(report.markdown(), "evaluation/per_class_report.md")
+    mlflow_run.log_dict({"per_class": report.per_class, "accuracy": report.accuracy,
+                         "macro_f1": report.macro_f1,
+                         "confusion_matrix": report.confusion.tolist(),
+                         "class_names": list(data.class_names)},
+                        "evaluation/per_class_report.json")
+    mlflow_run.log_figure(plots.confusion_matrix(report.confusion, data.class_names),
+                          "evaluation/confusion_matrix.png")
+    history = {key: mlflow_run.metric_history(key) for key in
+               ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")}
+    mlflow_run.log_figure(plots.learning_curves(history), "evaluation/learning_curves.png")
+    return metrics
+
+
+def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,
+            mlflow_run: Run, log) -> tuple[Path | None, int | None]:
+    """Stage, verify, log, register and publish the SavedModel; return (folder, version)."""
+    if not config.export.enabled:
+        return None, None
+    count = max(config.export.parity_examples, *config.export.warmup_batch_sizes)
+    sample_inputs, _ = data.examples("test", count)
+    staged = export.stage(
+        model, model_dir=config.export.base_dir / config.name, model_name=config.name,
+        input_spec=data.input_spec, class_names=data.class_names, sample_inputs=sample_inputs,
+        warmup_batch_sizes=config.export.warmup_batch_sizes,
+        parity_tolerance=config.export.parity_tolerance)
+    registered: int | None = None
+    try:
+        mlflow_run.log_metrics({"export_parity_max_abs_diff": staged.parity_max_abs_diff})
+        mlflow_run.log_artifact(staged.path, "saved_model")
+        if config.tracking.register_model:
+            registered = tracker.register(config.name, mlflow_run, "saved_model")
+            version = registered
+        else:
+            version = max(export.version_dirs(staged.model_dir), default=0) + 1
+        path = export.publish(staged, version)
+    except BaseException:
+        export.discard(staged)
+        if registered is not None:
+            tracker.delete_version(config.name, registered)
+        raise
+    mlflow_run.set_tags({"export_path": str(path.resolve()), "model_version": version})
+    log(f"exported {path} (parity max |diff| {staged.parity_max_abs_diff:.2g})")
+    return path, version
+
+
+def describe(result: TrainResult) -> dict[str, Any]:
+    """Return the result as plain values, for printing and JSON."""
+    return {"run_id": result.run_id, "tracking_uri": result.tracking_uri,
+            "experiment": result.experiment, "resumed": result.resumed,
+            "export_path": str(result.export_path) if result.export_path else None,
+            "model_version": result.model_version, **result.metrics}
