@@ -49,7 +49,7 @@ data: venv ## Find or fetch CONFIG's data and print its identity (Fashion-MNIST:
 train: data ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
 	$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS)
 
-mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:$(MLFLOW_PORT)
+mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:5000 (MLFLOW_PORT)
 	@mkdir -p mlruns/artifacts
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
 	  --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host 127.0.0.1 --port $(MLFLOW_PORT)

@@ -12,16 +12,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, tune and inspect Keras models tracked in MLflow.")
 
-ConfigOption = Annotated[Optional[Path], typer.Option(
+ConfigOption = Annotated[Path | None, typer.Option(
     "--config", "-c", help="YAML run config, e.g. configs/fashion_cnn.yaml.")]
-SetOption = Annotated[Optional[list[str]], typer.Option(
+SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any field: --set model.filters=64 (repeatable).")]
 
 
@@ -61,11 +61,11 @@ def _terminate_as_interrupt() -> None:
 @app.command()
 def train(
     config: ConfigOption = None,
-    epochs: Annotated[Optional[int], typer.Option(help="train.epochs")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="data.batch_size")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Model name: saved_models/<name>/.")] = None,
-    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment.")] = None,
-    tracking_uri: Annotated[Optional[str], typer.Option(
+    epochs: Annotated[int | None, typer.Option(help="train.epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="data.batch_size")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name: saved_models/<name>/.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else mlruns/).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue an interrupted run of the same config.")] = True,

@@ -120,7 +120,11 @@ def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
 
 def _tfds_builder(name: str, data_dir: Path | None):
     import tensorflow_datasets as tfds  # heavy: only for the sources that use it
+    from absl import logging as absl_logging
 
+    # TFDS warns about every version folder it looks for and does not find: not news here,
+    # where a missing copy is expected and handled (download, then Debian's files).
+    absl_logging.set_verbosity(absl_logging.ERROR)
     try:
         return tfds.builder(name, data_dir=str(data_dir) if data_dir else None)
     except Exception as error:  # TFDS raises several types for an unknown name

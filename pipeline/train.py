@@ -141,10 +141,12 @@ def _summary(model: keras.Model) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
-         workdir: Path, log, extra: Sequence[keras.callbacks.Callback]) -> None:
+def make_callbacks(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
+                   workdir: Path) -> list[keras.callbacks.Callback]:
+    """Return the stage's callbacks: backup, best checkpoint, timing, stopping, schedule, MLflow."""
     train = config.train
     mode = "max" if train.monitor.endswith("accuracy") else "min"
+    # After a resume, the best value so far lives in MLflow, not in the checkpoint callback.
     best = [value for _, value in mlflow_run.metric_history(train.monitor)]
     best_so_far = (max(best) if mode == "max" else min(best)) if best else None
     callbacks: list[keras.callbacks.Callback] = [
@@ -161,16 +163,21 @@ def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
     if schedule is not None:
         callbacks.append(schedule)
     callbacks.append(MetricsCallback(mlflow_run))  # after the above: sees what they add to logs
-    callbacks.extend(extra)
+    return callbacks
+
+
+def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
+         workdir: Path, log, extra: Sequence[keras.callbacks.Callback]) -> None:
+    callbacks = make_callbacks(model, data, config, mlflow_run, workdir) + list(extra)
     started = time.perf_counter()
-    model.fit(data.train, validation_data=data.validation, epochs=train.epochs,
+    model.fit(data.train, validation_data=data.validation, epochs=config.train.epochs,
               callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
               verbose=1 if _interactive() else 2)
     mlflow_run.log_metrics({"fit_seconds": time.perf_counter() - started})
     best_weights = workdir / "best.weights.h5"
     if best_weights.exists():
         model.load_weights(str(best_weights))
-        log(f"restored the best epoch's weights ({train.monitor})")
+        log(f"restored the best epoch's weights ({config.train.monitor})")
 
 
 def _interactive() -> bool:

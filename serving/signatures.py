@@ -19,6 +19,9 @@ class ServingModule(tf.Module):
                  class_names_file: Path):
         super().__init__(name="classifier")
         self.model = model
+        # Track every Keras variable explicitly: TF's attribute tracking misses some, such as
+        # the seed state of a recurrent layer's dropout, and refuses to save what they feed.
+        self.keras_variables = list(model.variables)
         # Tracked as an asset, so the file travels with the SavedModel into assets/.
         self.class_names_file = tf.saved_model.Asset(str(class_names_file))
         self._class_names = tf.constant(class_names, dtype=tf.string)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 from mlflow import MlflowClient
