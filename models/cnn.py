@@ -90,12 +90,13 @@ def build(
 DEFAULTS = keyword_defaults(build)
 
 
-def search_space(hp, input_spec: InputSpec, num_classes: int) -> keras.Model:
-    """Return a model sampled from `hp`; a fresh HyperParameters() gives `build`'s defaults."""
+def search_space(hp, input_spec: InputSpec, num_classes: int, **fixed) -> keras.Model:
+    """Return a model sampled from `hp`; a fresh HyperParameters() gives `build`'s defaults.
+
+    `fixed` passes `build` keywords this space does not sample (e.g. `pooling`).
+    """
     d = DEFAULTS
-    return build(
-        input_spec,
-        num_classes,
+    sampled = dict(
         conv_blocks=hp.Int("conv_blocks", 1, 3, default=d["conv_blocks"]),
         filters=hp.Choice("filters", [16, 32, 64], default=d["filters"]),
         convs_per_block=hp.Int("convs_per_block", 1, 2, default=d["convs_per_block"]),
@@ -109,3 +110,4 @@ def search_space(hp, input_spec: InputSpec, num_classes: int) -> keras.Model:
         optimizer=hp.Choice("optimizer", ["adam", "adamw"], default=d["optimizer"]),
         learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=d["learning_rate"]),
     )
+    return build(input_spec, num_classes, **{**fixed, **sampled})

@@ -101,12 +101,13 @@ def build(
 DEFAULTS = keyword_defaults(build)
 
 
-def search_space(hp, input_spec: InputSpec, num_classes: int) -> keras.Model:
-    """Return a model sampled from `hp`; a fresh HyperParameters() gives `build`'s defaults."""
+def search_space(hp, input_spec: InputSpec, num_classes: int, **fixed) -> keras.Model:
+    """Return a model sampled from `hp`; a fresh HyperParameters() gives `build`'s defaults.
+
+    `fixed` passes `build` keywords this space does not sample (e.g. `pooling`).
+    """
     d = DEFAULTS
-    return build(
-        input_spec,
-        num_classes,
+    sampled = dict(
         cell=hp.Choice("cell", ["simple_rnn", "lstm", "gru"], default=d["cell"]),
         units=hp.Choice("units", [32, 64, 128, 256], default=d["units"]),
         recurrent_layers=hp.Int("recurrent_layers", 1, 3, default=d["recurrent_layers"]),
@@ -117,3 +118,4 @@ def search_space(hp, input_spec: InputSpec, num_classes: int) -> keras.Model:
         optimizer=hp.Choice("optimizer", ["adam", "rmsprop"], default=d["optimizer"]),
         learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=d["learning_rate"]),
     )
+    return build(input_spec, num_classes, **{**fixed, **sampled})

@@ -102,6 +102,54 @@ def _print_result(summary: dict[str, Any]) -> None:
 
 
 @app.command()
+def tune(
+    config: ConfigOption = None,
+    tuner: Annotated[str | None, typer.Option(help="tune.tuner: random, bayesian, hyperband")] = None,
+    max_trials: Annotated[int | None, typer.Option(help="tune.max_trials")] = None,
+    epochs: Annotated[int | None, typer.Option(help="tune.epochs (per trial)")] = None,
+    objective: Annotated[str | None, typer.Option(help="tune.objective")] = None,
+    executions: Annotated[int | None, typer.Option(help="tune.executions_per_trial")] = None,
+    workers: Annotated[int | None, typer.Option(help="tune.workers: >1 runs chief + workers")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start a fresh search.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Search hyperparameters with KerasTuner (each trial an MLflow run); register the best."""
+    _quiet_tensorflow()
+    _terminate_as_interrupt()
+    try:
+        run_config = _load(config, {
+            "tune.tuner": tuner, "tune.max_trials": max_trials, "tune.epochs": epochs,
+            "tune.objective": objective, "tune.executions_per_trial": executions,
+            "tune.workers": workers, "tune.overwrite": True if overwrite else None}, set_)
+        from pipeline import tune as tune_stage
+
+        tune_stage.run(run_config, log=lambda line: typer.echo(line))
+    except _expected_errors() as error:
+        _fail(error, 2 if type(error).__name__ == "ConfigError" else 1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: run the same command to resume the search", err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def promote(
+    config: ConfigOption = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name (default: name).")] = None,
+    margin: Annotated[float | None, typer.Option(help="tune.promotion_margin")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Move the `champion` alias to the `challenger` if it beats it on the test split."""
+    _quiet_tensorflow()
+    try:
+        run_config = _load(config, {"tune.promotion_margin": margin}, set_)
+        from pipeline import promote as promote_stage
+
+        promote_stage.run(run_config, model_name=model, log=lambda line: typer.echo(line))
+    except _expected_errors() as error:
+        _fail(error, 2 if type(error).__name__ == "ConfigError" else 1)
+
+
+@app.command()
 def data(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Locate (or download) the configured data and print its identity and split sizes."""
     _quiet_tensorflow()

@@ -130,6 +130,29 @@ class ExportConfig(Section):
     parity_tolerance: Annotated[float, Field(gt=0.0)] = 1e-4
 
 
+class TuneConfig(Section):
+    """A KerasTuner search; each trial is a nested MLflow run under one run per sweep."""
+
+    tuner: Literal["random", "bayesian", "hyperband"] = "hyperband"
+    max_trials: Annotated[int, Field(ge=1)] = 10  # random and bayesian; hyperband sizes itself
+    epochs: Annotated[int, Field(ge=1)] = 10  # per trial; hyperband's max_epochs
+    hyperband_factor: Annotated[int, Field(ge=2)] = 3
+    hyperband_iterations: Annotated[int, Field(ge=1)] = 1
+    executions_per_trial: Annotated[int, Field(ge=1)] = 1
+    objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    # Narrow or fix the family's search space: a list is a choice, {min, max[, step,
+    # sampling]} a range, a single value fixes the hyperparameter.
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    trial_train_examples: Annotated[int, Field(ge=1)] | None = None  # trials fit on a subset
+    directory: Path = Path("tuning")  # KerasTuner project: <directory>/<name>/
+    overwrite: bool = False  # true: start a fresh search instead of resuming
+    final: Literal["retrain", "restore"] = "retrain"  # best model: retrain, or best checkpoint
+    retrain_epochs: Annotated[int, Field(ge=1)] | None = None  # default: train.epochs
+    workers: Annotated[int, Field(ge=1, le=64)] = 1  # >1: chief + workers on this machine
+    max_consecutive_failed_trials: Annotated[int, Field(ge=1)] = 3
+    promotion_margin: Annotated[float, Field(ge=0.0)] = 0.0  # challenger must beat champion by
+
+
 class RunConfig(Section):
     name: ModelName = "fashion_cnn"  # model name: saved_models/<name>/, registry name
     seed: int = 42
@@ -138,11 +161,31 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @field_validator("model", mode="before")
     @classmethod
     def _model_section(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _check_tuned_names(self) -> RunConfig:
+        known = build_keywords_model(self.model.family).model_fields
+        for name, spec in self.tune.hyperparameters.items():
+            if name not in known:
+                raise ValueError(f"tune.hyperparameters.{name}: not a keyword of the "
+                                 f"{self.model.family} family; known: {', '.join(known)}")
+            values = spec if isinstance(spec, list) else (
+                [spec[key] for key in ("min", "max") if key in spec]
+                if isinstance(spec, dict) else [spec])
+            for value in values:
+                try:
+                    self.model.model_validate({"family": self.model.family, name: value})
+                except ValidationError as error:
+                    raise ValueError(f"tune.hyperparameters.{name}: "
+                                     f"{describe_validation_error(error).split(': ', 1)[-1]}"
+                                     ) from None
+        return self
 
     def fingerprint(self) -> str:
         """Return a digest of what determines the trained weights (to resume safely)."""

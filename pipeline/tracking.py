@@ -163,36 +163,75 @@ class Tracker:
                 and run.info.status in ("RUNNING", "KILLED")
                 and run.info.lifecycle_stage == "active")
 
+    def open_run(self, run_name: str, *, resume_run_id: str | None = None,
+                 parent_run_id: str | None = None, tags: dict[str, Any] | None = None) -> Run:
+        """Return a new RUNNING run (nested under `parent_run_id`), or reopen `resume_run_id`."""
+        if resume_run_id:
+            self.client.update_run(resume_run_id, status="RUNNING")
+            return Run(self.client, resume_run_id)
+        all_tags = {key: str(value) for key, value in (tags or {}).items()}
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        created = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        return Run(self.client, created.info.run_id)
+
+    def close_run(self, run: Run, status: str, error: BaseException | str | None = None) -> None:
+        """End a run FINISHED, FAILED or KILLED; a FAILED run keeps the error as a tag."""
+        if error is not None:
+            message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            run.set_tags({"error": message})
+        self.client.set_terminated(run.run_id, status)
+
     @contextmanager
     def run(self, run_name: str, *, resume_run_id: str | None = None,
             parent_run_id: str | None = None, tags: dict[str, Any] | None = None
             ) -> Iterator[Run]:
-        """Yield a new run, or `resume_run_id` reopened; end it FINISHED, FAILED or KILLED.
+        """Yield `open_run(...)`; end it FINISHED, or FAILED on an error, KILLED on Ctrl-C.
 
         An exception marks the run FAILED with the error as the `error` tag and propagates;
         Ctrl-C marks it KILLED, so that the same command later resumes it.
         """
-        if resume_run_id:
-            self.client.update_run(resume_run_id, status="RUNNING")
-            run = Run(self.client, resume_run_id)
-        else:
-            all_tags = dict(tags or {})
-            if parent_run_id:
-                all_tags[PARENT_TAG] = parent_run_id
-            created = self.client.create_run(self.experiment_id, run_name=run_name,
-                                             tags={k: str(v) for k, v in all_tags.items()})
-            run = Run(self.client, created.info.run_id)
+        run = self.open_run(run_name, resume_run_id=resume_run_id,
+                            parent_run_id=parent_run_id, tags=tags)
         try:
             yield run
         except KeyboardInterrupt:
-            self.client.set_terminated(run.run_id, "KILLED")
+            self.close_run(run, "KILLED")
             raise
         except BaseException as error:
-            run.set_tags({"error": f"{type(error).__name__}: {error}"})
-            self.client.set_terminated(run.run_id, "FAILED")
+            self.close_run(run, "FAILED", error)
             raise
         else:
-            self.client.set_terminated(run.run_id, "FINISHED")
+            self.close_run(run, "FINISHED")
+
+    def status(self, run_id: str) -> str | None:
+        """Return a run's status (RUNNING, FINISHED, FAILED, KILLED), None if unknown."""
+        try:
+            return self.client.get_run(run_id).info.status
+        except MlflowException:
+            return None
+
+    def latest_running(self, tag: str, value: str) -> str | None:
+        """Return the newest RUNNING run whose `tag` is `value`, if any."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'",
+            max_results=1, order_by=["attributes.start_time DESC"])
+        return found[0].info.run_id if found else None
+
+    def find_child(self, parent_run_id: str, tag: str, value: str) -> str | None:
+        """Return the id of the child run of `parent_run_id` whose `tag` is `value`, if any."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{tag}` = '{value}'",
+            max_results=1, order_by=["attributes.start_time ASC"])
+        return found[0].info.run_id if found else None
+
+    def children(self, parent_run_id: str) -> list[Any]:
+        """Return the child runs of `parent_run_id` (MLflow Run objects)."""
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+            max_results=10_000)
 
     # --- model registry -------------------------------------------------------------------
 
@@ -223,6 +262,9 @@ class Tracker:
 
     def set_alias(self, model_name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(model_name, alias, str(version))
+
+    def tag_version(self, model_name: str, version: int, key: str, value: str) -> None:
+        self.client.set_model_version_tag(model_name, str(version), key, value)
 
     def version_for_alias(self, model_name: str, alias: str) -> int | None:
         """Return the version holding `alias`, or None."""

@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,12 @@ class RunState:
         (folder / STATE_FILE).write_text(json.dumps(self.__dict__))
 
 
-def run(config: RunConfig, log=print,
-        callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+def run(config: RunConfig, log=print, callbacks: Sequence[keras.callbacks.Callback] = (),
+        parent_run_id: str | None = None) -> TrainResult:
     """Train, evaluate, export and register one model; return where everything went.
 
     `callbacks` are extra Keras callbacks, run after the stage's own (backup, checkpoint).
+    `parent_run_id` nests the MLflow run under another (a sweep retraining its best model).
     """
     hardware = configure(config.train, config.seed)
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
@@ -74,10 +75,11 @@ def run(config: RunConfig, log=print,
     resume_id = _resumable_run(config, tracker, workdir)
     if resume_id is None:
         shutil.rmtree(workdir, ignore_errors=True)
-    _check_version_free(config, tracker)
+    check_version_free(config, tracker)
     tags = {"model_name": config.name, "model_family": config.model.family,
             "config_fingerprint": config.fingerprint()}
-    with tracker.run(config.name, resume_run_id=resume_id, tags=tags) as mlflow_run:
+    with tracker.run(config.name, resume_run_id=resume_id, parent_run_id=parent_run_id,
+                     tags=tags) as mlflow_run:
         RunState(mlflow_run.run_id, config.fingerprint()).save(workdir)
         log(f"MLflow run {mlflow_run.run_id} ({'resumed' if resume_id else 'new'}) "
             f"in {tracker.tracking_uri}")
@@ -94,15 +96,21 @@ def run(config: RunConfig, log=print,
         mlflow_run.log_text(_summary(model), "model_summary.txt")
         mlflow_run.log_metrics({"parameters": model.count_params()})
         _fit(model, data, config, mlflow_run, workdir, log, callbacks)
-        metrics = _evaluate(model, data, mlflow_run)
-        if config.train.insights:
-            log_insights(model, data, mlflow_run)
-        export_path, version = _export(model, data, config, tracker, mlflow_run, log)
+        result = finish(model, data, config, tracker, mlflow_run, log)
     shutil.rmtree(workdir, ignore_errors=True)
+    return replace(result, resumed=resume_id is not None)
+
+
+def finish(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,
+           mlflow_run: Run, log=print) -> TrainResult:
+    """Evaluate a trained model, log insights, export and register it; return the result."""
+    metrics = _evaluate(model, data, mlflow_run)
+    if config.train.insights:
+        log_insights(model, data, mlflow_run)
+    export_path, version = _export(model, data, config, tracker, mlflow_run, log)
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
                        experiment=config.tracking.experiment, metrics=metrics,
-                       export_path=export_path, model_version=version,
-                       resumed=resume_id is not None)
+                       export_path=export_path, model_version=version, resumed=False)
 
 
 def _resumable_run(config: RunConfig, tracker: Tracker, workdir: Path) -> str | None:
@@ -112,7 +120,7 @@ def _resumable_run(config: RunConfig, tracker: Tracker, workdir: Path) -> str | 
     return state.run_id if tracker.resumable(state.run_id) else None
 
 
-def _check_version_free(config: RunConfig, tracker: Tracker) -> None:
+def check_version_free(config: RunConfig, tracker: Tracker) -> None:
     """Fail before training if the version this run will export to is already on disk."""
     if not (config.export.enabled and config.tracking.register_model):
         return

@@ -1,0 +1,202 @@
+"""KerasTuner, with every trial an MLflow run nested under its sweep's run.
+
+KerasTuner keeps its three parts apart and so do we: the HyperModel builds from a family's
+`search_space`, the Oracle (random, bayesian, hyperband) picks values, and the Tuner runs
+trials. `TrackedTrials` is a mixin for any KerasTuner Tuner: it opens (or reopens) the
+trial's MLflow run, logs its hyperparameters and per-epoch metrics, backs every epoch up
+so that an interrupted trial resumes where it stopped, and records how the trial ended.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+
+from models.spec import InputSpec
+from pipeline.config import ConfigError
+from pipeline.tracking import MetricsCallback, Run, Tracker
+
+TRIAL_TAG = "kerastuner.trial_id"
+INVALID = "invalid hyperparameters"
+RANGE_KEYS = {"min", "max", "step", "sampling"}
+
+
+def declare_overrides(overrides: dict[str, Any]) -> kt.HyperParameters:
+    """Return HyperParameters pre-declaring the config's narrowed or fixed hyperparameters.
+
+    KerasTuner keeps the first declaration of a name, so when `search_space` later asks for
+    the same name, it gets these choices, this range or this fixed value instead of its own.
+    """
+    hp = kt.HyperParameters()
+    for name, spec in overrides.items():
+        if isinstance(spec, list):
+            hp.Choice(name, spec, ordered=False)
+        elif isinstance(spec, dict):
+            unknown = set(spec) - RANGE_KEYS
+            if unknown or not {"min", "max"} <= set(spec):
+                raise ConfigError(f"tune.hyperparameters.{name}: a range takes min, max and "
+                                  f"optionally step and sampling; got {', '.join(spec)}")
+            integer = all(isinstance(spec[key], int) and not isinstance(spec[key], bool)
+                          for key in ("min", "max"))
+            declare = hp.Int if integer else hp.Float
+            declare(name, spec["min"], spec["max"], step=spec.get("step"),
+                    sampling=spec.get("sampling", "linear"))
+        else:
+            hp.Fixed(name, spec)
+    return hp
+
+
+class FamilyHyperModel(kt.HyperModel):
+    """Builds a family's model from `hp`; config keys outside the space are fixed keywords."""
+
+    def __init__(self, family: ModuleType, input_spec: InputSpec, num_classes: int,
+                 model_params: dict[str, Any], overrides: dict[str, Any]):
+        super().__init__(name=family.__name__.rsplit(".", 1)[-1])
+        self.family = family
+        self.input_spec = input_spec
+        self.num_classes = num_classes
+        fresh = kt.HyperParameters()
+        family.search_space(fresh, input_spec, num_classes)
+        self.space_names = set(fresh.values)
+        # Config hyperparameters the space does not sample are read from hp directly.
+        self.extra_names = [name for name in overrides if name not in self.space_names]
+        self.fixed = {name: value for name, value in model_params.items()
+                      if name not in self.space_names and name not in self.extra_names}
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        extra = {name: hp.get(name) for name in self.extra_names}
+        return self.family.search_space(hp, self.input_spec, self.num_classes,
+                                        **self.fixed, **extra)
+
+
+def resident_megabytes() -> float:
+    """Return this process's resident memory (VmRSS) in MiB."""
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+class TrackedTrials:
+    """Mixin placed before a KerasTuner Tuner class; see the module docstring."""
+
+    def __init__(self, *args, tracker: Tracker, parent_run_id: str, log=print, **kwargs):
+        self.tracker = tracker
+        self.parent_run_id = parent_run_id
+        self.log = log
+        self.trial_runs: dict[str, Run] = {}
+        self._executions: dict[str, int] = defaultdict(int)
+        self._trials_ended = 0
+        super().__init__(*args, **kwargs)
+
+    @property
+    def objective_name(self) -> str:
+        return self.oracle.objective.name
+
+    def on_trial_begin(self, trial) -> None:
+        super().on_trial_begin(trial)
+        existing = self.tracker.find_child(self.parent_run_id, TRIAL_TAG, trial.trial_id)
+        run = self.tracker.open_run(
+            f"trial-{trial.trial_id}", resume_run_id=existing, parent_run_id=self.parent_run_id,
+            tags={TRIAL_TAG: trial.trial_id, "kerastuner.tuner_id": self.tuner_id})
+        if existing is None:
+            run.log_params(trial.hyperparameters.values)
+        self.trial_runs[trial.trial_id] = run
+        self._executions[trial.trial_id] = 0
+        values = " ".join(f"{k}={v}" for k, v in trial.hyperparameters.values.items()
+                          if not k.startswith("tuner/"))
+        self.log(f"trial {trial.trial_id} {'resumed' if existing else 'started'} "
+                 f"[{self.tuner_id}]: {values}")
+
+    def _try_build(self, hp):
+        try:
+            return super()._try_build(hp)
+        except (ValueError, TypeError) as error:  # e.g. more pooling than the image allows
+            raise kt.errors.FailedTrialError(f"{INVALID}: {error}".splitlines()[0]) from error
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        execution = self._executions[trial.trial_id]
+        self._executions[trial.trial_id] += 1
+        run = self.trial_runs[trial.trial_id]
+        finished = dict(run.metric_history("execution_objective"))
+        if execution in finished:  # done before an interruption: keep its result
+            return {self.objective_name: finished[execution]}
+        prefix = f"execution{execution}/" if self.executions_per_trial > 1 else ""
+        key = prefix + self.objective_name
+        self._continue_best_checkpoint(kwargs["callbacks"], run.metric_history(key))
+        kwargs["callbacks"] = kwargs["callbacks"] + [
+            keras.callbacks.BackupAndRestore(
+                os.path.join(self.get_trial_dir(trial.trial_id), f"backup{execution}")),
+            keras.callbacks.TerminateOnNaN(),
+            MetricsCallback(run, prefix=prefix),
+        ]
+        try:
+            super()._build_and_fit_model(trial, *args, **kwargs)
+        except tf.errors.ResourceExhaustedError as error:
+            raise kt.errors.FailedTrialError(f"out of memory: {error.message[:300]}") from error
+        losses = [value for _, value in run.metric_history(prefix + "loss")]
+        if losses and not np.isfinite(losses[-1]):
+            raise kt.errors.FailedTrialError(f"loss became {losses[-1]} at epoch {len(losses)}")
+        history = [value for _, value in run.metric_history(key)]
+        best = self._best(history)
+        run.log_metrics({"execution_objective": best}, step=execution)
+        return {self.objective_name: best}
+
+    def _best(self, values: list[float]) -> float:
+        pick = max if self.oracle.objective.direction == "max" else min
+        return float(pick(values))
+
+    def _continue_best_checkpoint(self, callbacks: list, history: list[tuple[int, float]]) -> None:
+        # KerasTuner's best-epoch checkpoint starts from scratch in each fit; after a resume,
+        # start it from the best epoch already reached so that a worse one cannot replace it.
+        if not history:
+            return
+        for callback in callbacks:
+            if type(callback).__name__ == "SaveBestEpoch":
+                callback.best_value = self._best([value for _, value in history])
+
+    def on_trial_end(self, trial) -> None:
+        super().on_trial_end(trial)
+        ended = self.oracle.get_trial(trial.trial_id)
+        run = self.trial_runs.pop(trial.trial_id)
+        status = str(ended.status).lower()
+        if status == "failed" and INVALID in (ended.message or ""):
+            status = "invalid"  # could not even be built: the values do not fit together
+        run.set_tags({"trial_status": status})
+        if ended.score is not None and np.isfinite(ended.score):
+            run.log_metrics({f"final_{self.objective_name}": ended.score})
+        error = (ended.message or "").strip().splitlines()[-1:] or None
+        self.tracker.close_run(run, "FINISHED" if status == "completed" else "FAILED",
+                               error[0] if error and status != "completed" else None)
+        self._trials_ended += 1
+        # Resident memory after each trial: it must not grow from trial to trial.
+        Run(self.tracker.client, self.parent_run_id).log_metrics(
+            {f"rss_mb.{self.tuner_id}": resident_megabytes()}, step=self._trials_ended)
+        best = self.oracle.get_best_trials(1)
+        best_text = (f"best {best[0].score:.4f} (trial {best[0].trial_id})"
+                     if best and best[0].score is not None else "no completed trial yet")
+        score = f"{self.objective_name} {ended.score:.4f}" if ended.score is not None else ""
+        self.log(f"trial {trial.trial_id} {status} {score} | {best_text}")
+
+    def mark_interrupted(self) -> None:
+        """Mark the trial runs this process has open KILLED (Ctrl-C): the next run resumes them."""
+        for run in self.trial_runs.values():
+            self.tracker.close_run(run, "KILLED")
+        self.trial_runs.clear()
+
+
+TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization,
+          "hyperband": kt.Hyperband}
+
+
+def make_tuner(kind: str, **kwargs) -> kt.Tuner:
+    """Return a KerasTuner tuner of `kind` with MLflow-tracked trials."""
+    tuner_class = type(f"Tracked{TUNERS[kind].__name__}", (TrackedTrials, TUNERS[kind]), {})
+    return tuner_class(**kwargs)
