@@ -68,8 +68,11 @@ def format_floats(values: np.ndarray) -> list[str]:
         round_trip = np.array(texts, dtype=np.float64).astype(flat.dtype)
         slow = np.flatnonzero((round_trip != flat) | ~np.isfinite(flat))
     texts = [_finish_decimal(text) for text in texts]
+    precise = "%.9g" if float32 else "%.17g"
     for index in slow.tolist():
-        texts[index] = format_float(numbers[index], float32)
+        number = numbers[index]
+        texts[index] = (_finish_decimal(precise % number) if math.isfinite(number)
+                        else format_float(number, float32))
     return texts
 
 

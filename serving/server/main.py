@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 import os
@@ -113,6 +114,11 @@ class ModelServer:
 
     def _on_load(self, name, version, path, error, seconds) -> None:
         self.metrics.count("load_attempts", (path, "success" if error is None else "fail"))
+        if error is None:
+            # A loaded model adds hundreds of thousands of long-lived objects; freezing them
+            # keeps full garbage collections (triggered by request JSON) from walking them
+            # all, which otherwise costs up to ~200 ms at p99 on a large REST body.
+            gc.freeze()
 
     def _start_grpc(self) -> None:
         options = self.options
