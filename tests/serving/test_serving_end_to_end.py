@@ -51,7 +51,7 @@ model_config_list {{
     process = start_server([
         f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models",
         f"--monitoring_config_file={monitoring}", "--file_system_poll_wait_seconds=1",
-        "--max_request_bytes=1000000",
+        "--max_request_bytes=1000000", "--max_num_load_retries=0",
     ])
     process.root = root
     yield process
