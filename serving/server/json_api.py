@@ -132,13 +132,12 @@ def decode_base64(value) -> bytes:
         raise errors.invalid_argument(
             f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
         )
+    text = value["b64"]
+    # absl::Base64Unescape: the standard alphabet, padding optional.
     try:
-        return base64.b64decode(value["b64"], validate=True)
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        try:
-            return base64.urlsafe_b64decode(value["b64"])
-        except (binascii.Error, ValueError):
-            raise errors.invalid_argument("Unable to base64 decode") from None
+        raise errors.invalid_argument("Unable to base64 decode") from None
 
 
 def _scalar(value, dtype: int):
@@ -222,7 +221,8 @@ def _fast_array(value, dtype: int, lenient_types: bool) -> np.ndarray | None:
     if dtype == types_pb2.DT_BOOL:
         return array if kind == "b" else None
     if dtype in _FLOATS and kind in "if":
-        return array.astype(numpy_dtype(dtype))
+        with np.errstate(over="ignore"):  # out-of-range doubles become +-inf, as GetFloat() does
+            return array.astype(numpy_dtype(dtype))
     bounds = _INT_RANGES.get(dtype)
     if bounds is None or kind != "i" or array.size == 0:
         return None
