@@ -90,3 +90,14 @@ def test_launch_starts_the_compatible_server_and_stops_on_ctrl_c(saved_models):
         remaining, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output + remaining
     assert "Stopped the compatible server." in remaining
+
+
+@pytest.mark.slow
+def test_bench_writes_json_and_markdown(tmp_path):
+    from serving import bench
+
+    assert bench.main(["--demo", "--requests", "20", "--seconds", "0.3", "--output-dir", str(tmp_path)]) == 0
+    results = __import__("json").loads((tmp_path / "serving.json").read_text())
+    assert set(results["latency"]) == {f"{path} batch {batch}" for path in ("in-process", "gRPC", "REST")
+                                       for batch in (1, 32)}
+    assert "| gRPC |" in (tmp_path / "serving.md").read_text()
