@@ -152,7 +152,7 @@ def run(args) -> dict:
                 results["latency"][f"{path} batch {batch}"] = percentiles(time_calls(make_call(batch), count))
                 print(path, batch, results["latency"][f"{path} batch {batch}"], flush=True)
             for clients in CONCURRENCY:
-                rps = throughput(lambda: make_call(1), clients, args.seconds)
+                rps = throughput(lambda make_call=make_call: make_call(1), clients, args.seconds)
                 results["throughput_rps"][f"{path} x{clients}"] = rps
                 print(path, f"x{clients}", rps, "req/s", flush=True)
     finally:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -67,8 +68,10 @@ def _show(outputs: dict[str, np.ndarray], top_k: int) -> None:
 @app.command()
 def predict(
     model: str = typer.Option(..., help="Model name, as in models.config."),
-    image: list[Path] = typer.Option(None, help="PNG/JPEG file(s), sent encoded through the bytes signature."),
-    pixels: Path = typer.Option(None, help=".npy uint8 array or an image, sent as pixels via serving_default."),
+    image: Annotated[list[Path] | None, typer.Option(
+        help="PNG/JPEG file(s), sent encoded through the bytes signature.")] = None,
+    pixels: Annotated[Path | None, typer.Option(
+        help=".npy uint8 array or an image, sent as pixels via serving_default.")] = None,
     protocol: str = typer.Option("grpc", help="grpc or rest."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(None, help="Defaults to 8500 (gRPC) or 8501 (REST)."),

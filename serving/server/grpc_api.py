@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.server import errors, inference
+from serving.server import errors, examples, inference
 from serving.server.manager import ModelManager
 from serving.server.metrics import Metrics
 
@@ -82,19 +82,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer, _
         ))
 
     def Classify(self, request, context):
-        return self.serve(context, "Classify", request.model_spec.name, lambda: inference.classify(
+        return self.serve(context, "Classify", request.model_spec.name, lambda: examples.classify(
             self.manager.resolve(request.model_spec), request, method_check=self.method_check,
         ))
 
     def Regress(self, request, context):
-        return self.serve(context, "Regress", request.model_spec.name, lambda: inference.regress(
+        return self.serve(context, "Regress", request.model_spec.name, lambda: examples.regress(
             self.manager.resolve(request.model_spec), request, method_check=self.method_check,
         ))
 
     def MultiInference(self, request, context):
         # TF Serving resolves the servable from the first task's ModelSpec.
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
-        return self.serve(context, "MultiInference", spec.name, lambda: inference.multi_inference(
+        return self.serve(context, "MultiInference", spec.name, lambda: examples.multi_inference(
             self.manager.resolve(spec), request, method_check=self.method_check,
         ), record=False)
 

@@ -45,12 +45,12 @@ def format_float(value: float, float32: bool) -> str:
         return "NaN"
     if math.isinf(value):
         return "-Infinity" if value < 0 else "Infinity"
-    text = "%g" % value
+    text = f"{value:g}"
     parsed = float(text)
     if float32:
         parsed = float(np.float32(parsed))
     if parsed != value:
-        text = ("%.9g" if float32 else "%.17g") % value
+        text = format(value, ".9g" if float32 else ".17g")
     return _finish_decimal(text)
 
 
@@ -63,15 +63,15 @@ def format_floats(values: np.ndarray) -> list[str]:
     float32 = values.dtype == np.float32
     flat = values.ravel()
     numbers = flat.tolist()
-    texts = ["%g" % number for number in numbers]
+    texts = [f"{number:g}" for number in numbers]
     with np.errstate(all="ignore"):
         round_trip = np.array(texts, dtype=np.float64).astype(flat.dtype)
         slow = np.flatnonzero((round_trip != flat) | ~np.isfinite(flat))
     texts = [_finish_decimal(text) for text in texts]
-    precise = "%.9g" if float32 else "%.17g"
+    precise = ".9g" if float32 else ".17g"
     for index in slow.tolist():
         number = numbers[index]
-        texts[index] = (_finish_decimal(precise % number) if math.isfinite(number)
+        texts[index] = (_finish_decimal(format(number, precise)) if math.isfinite(number)
                         else format_float(number, float32))
     return texts
 

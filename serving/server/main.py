@@ -18,10 +18,11 @@ import tensorflow as tf
 from serving.server import config as config_lib
 from serving.server import errors, grpc_api, protos, warmup
 from serving.server.batching import BatchingOptions, BatchScheduler
+from serving.server.http_app import RestApp
 from serving.server.manager import ManagerOptions, ModelManager
 from serving.server.metrics import DEFAULT_PATH, Metrics
 from serving.server.options import ServerOptions, check, parse_flags
-from serving.server.rest import RestApp, RestHandler
+from serving.server.rest import RestHandler
 
 log = logging.getLogger("serving.server")
 VERSION = "0.1.0-compatible"

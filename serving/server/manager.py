@@ -153,7 +153,7 @@ class ModelManager:
     def _label_map(self, new_config) -> dict[str, dict[str, int]]:
         labels: dict[str, dict[str, int]] = {}
         for model in new_config.model_config_list.config:
-            for label, version in model.version_labels.items():
+            for label, version in sorted(model.version_labels.items()):
                 allowed = False
                 if self.options.allow_version_labels_for_unavailable_models:
                     existing = self._labels.get(model.name, {}).get(label)

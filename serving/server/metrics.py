@@ -69,7 +69,7 @@ class Metrics:
                 name = _prometheus_name(path)
                 family = Metric(name, documentation, "counter")
                 for labels, value in sorted(self._counters[key].items()):
-                    family.add_sample(name, dict(zip(label_names, labels)), value)
+                    family.add_sample(name, dict(zip(label_names, labels, strict=True)), value)
                 yield family
             for key, (path, documentation, label_names) in self._HISTOGRAMS.items():
                 yield _histogram_family(path, documentation, label_names, self._histograms[key])
@@ -88,11 +88,11 @@ def _histogram_family(path, documentation, label_names, cells):
     name = _prometheus_name(path)
     family = Metric(name, documentation, "histogram")
     for labels, histogram in sorted(cells.items()):
-        base = dict(zip(label_names, labels))
+        base = dict(zip(label_names, labels, strict=True))
         cumulative = 0
-        for limit, count in zip([*_BUCKETS, float("inf")], histogram.counts):
+        for limit, count in zip([*_BUCKETS, float("inf")], histogram.counts, strict=True):
             cumulative += count
-            bound = "+Inf" if limit == float("inf") else "%g" % limit
+            bound = "+Inf" if limit == float("inf") else f"{limit:g}"
             family.add_sample(name + "_bucket", {**base, "le": bound}, cumulative)
         family.add_sample(name + "_sum", base, histogram.total)
         family.add_sample(name + "_count", base, cumulative)

@@ -90,7 +90,7 @@ def check_inputs(
 
 def _shape_fits(actual: tuple[int, ...], expected: list[int]) -> bool:
     return len(actual) == len(expected) and all(
-        want < 0 or want == got for got, want in zip(actual, expected)
+        want < 0 or want == got for got, want in zip(actual, expected, strict=True)
     )
 
 

@@ -14,7 +14,7 @@ import time
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving.server import errors, inference
+from serving.server import errors, examples, inference
 from serving.server.servable import Servable
 
 log = logging.getLogger("serving.server")
@@ -32,11 +32,11 @@ def _replay(servable: Servable, record: prediction_log_pb2.PredictionLog, method
     if kind == "predict_log":
         inference.predict(servable, record.predict_log.request, method_check=method_check)
     elif kind == "classify_log":
-        inference.classify(servable, record.classify_log.request, method_check=method_check)
+        examples.classify(servable, record.classify_log.request, method_check=method_check)
     elif kind == "regress_log":
-        inference.regress(servable, record.regress_log.request, method_check=method_check)
+        examples.regress(servable, record.regress_log.request, method_check=method_check)
     elif kind == "multi_inference_log":
-        inference.multi_inference(servable, record.multi_inference_log.request, method_check=method_check)
+        examples.multi_inference(servable, record.multi_inference_log.request, method_check=method_check)
     elif kind is not None:
         number = prediction_log_pb2.PredictionLog.DESCRIPTOR.fields_by_name[kind].number
         raise errors.unimplemented(f"Unsupported log_type for warmup: {number}")

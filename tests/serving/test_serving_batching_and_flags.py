@@ -46,7 +46,7 @@ def test_concurrent_calls_are_merged_and_split_back(model_store):
     try:
         assert sum(1 for size in batch_sizes) < len(inputs)
         assert all(size in (4, 8) for size in batch_sizes)  # padded to an allowed size
-        for got, want in zip(results, expected):
+        for got, want in zip(results, expected, strict=True):
             np.testing.assert_allclose(got["probabilities"], want["probabilities"], rtol=1e-6)
             assert got["class_name"].tolist() == want["class_name"].tolist()
         with pytest.raises(ServingError, match="Task size 9 is larger than maximum input batch size 8"):

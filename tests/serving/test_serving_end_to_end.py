@@ -161,8 +161,12 @@ def test_classify_and_regress_over_rest_match_tf_serving(server):
 
 def test_classify_regress_and_multi_inference_over_grpc(server):
     from tensorflow.core.example import example_pb2
-    from tensorflow_serving.apis import (classification_pb2, inference_pb2, prediction_service_pb2_grpc,
-                                         regression_pb2)
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        inference_pb2,
+        prediction_service_pb2_grpc,
+        regression_pb2,
+    )
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
     example = example_pb2.Example()

@@ -9,7 +9,7 @@ import pytest
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving.server import json_api
+from serving.server import json_requests, json_responses
 from serving.server.errors import ServingError
 from serving.server.json_writer import format_float, format_floats
 
@@ -19,7 +19,7 @@ def infos(**dtypes) -> dict:
 
 
 def parse(body: str, **dtypes):
-    return json_api.parse_predict(body.encode(), lambda signature: infos(**dtypes))
+    return json_requests.parse_predict(body.encode(), lambda signature: infos(**dtypes))
 
 
 def error_of(body: str, **dtypes) -> str:
@@ -105,7 +105,7 @@ def test_multiple_named_tensor_errors():
 
 
 def test_examples_with_context_and_feature_kinds():
-    signature, model_input = json_api.parse_examples(
+    signature, model_input = json_requests.parse_examples(
         b'{"signature_name": "c", "context": {"lang": "en"}, '
         b'"examples": [{"x": 1.5, "n": [1, 2], "b": {"b64": "aGk="}, "t": true}]}', "classify")
     assert signature == "c"
@@ -117,11 +117,11 @@ def test_examples_with_context_and_feature_kinds():
     assert feature["b"].bytes_list.value == [b"hi"]
     assert feature["t"].int64_list.value == [1]
     with pytest.raises(ServingError, match="Unexpected element type in feature: n expecting type: int64"):
-        json_api.parse_examples(b'{"examples": [{"n": [1, 2.5]}]}', "regress")
+        json_requests.parse_examples(b'{"examples": [{"n": [1, 2.5]}]}', "regress")
     with pytest.raises(ServingError, match="has uint64_t element"):
-        json_api.parse_examples(b'{"examples": [{"n": 18446744073709551615}]}', "regress")
+        json_requests.parse_examples(b'{"examples": [{"n": 18446744073709551615}]}', "regress")
     with pytest.raises(ServingError, match="key 'examples' is expected and was not found"):
-        json_api.parse_examples(b"{}", "classify")
+        json_requests.parse_examples(b"{}", "classify")
 
 
 # --------------------------------------------------------------------------------- responses
@@ -135,11 +135,11 @@ def test_float_formatting_matches_absl_six_digits_with_round_trip_fallback():
 
 def test_row_and_columnar_responses_have_tf_serving_layout():
     outputs = {"int_tensor": np.array([[[1, 2], [3, 4]], [[5, 6], [7, 8]]], np.int32)}
-    assert json_api.predict_response(outputs, row_format=True) == (
+    assert json_responses.predict_response(outputs, row_format=True) == (
         b'{\n    "predictions": [[[1, 2], [3, 4]], [[5, 6], [7, 8]]\n    ]\n}')
-    columnar = json_api.predict_response({"x": np.array([1.0, 2.5], np.float32)}, row_format=False)
+    columnar = json_responses.predict_response({"x": np.array([1.0, 2.5], np.float32)}, row_format=False)
     assert columnar == b'{\n    "outputs": [\n        1.0,\n        2.5\n    ]\n}'
-    assert json_api.predict_response({"x": np.zeros((0, 2), np.float32)}, True) == b'{\n    "predictions": []\n}'
+    assert json_responses.predict_response({"x": np.zeros((0, 2), np.float32)}, True) == b'{\n    "predictions": []\n}'
 
 
 def test_multiple_named_outputs_and_bytes_in_rows():
@@ -148,7 +148,7 @@ def test_multiple_named_outputs_and_bytes_in_rows():
         "str_tensor": np.array([[b"foo", b"bar"], [b"baz", b"bat"]], dtype=object),
         "str_tensor_bytes": np.array([[b"hello", b"world"], [b"tf", b"serving"]], dtype=object),
     }
-    body = json_api.predict_response(outputs, row_format=True)
+    body = json_responses.predict_response(outputs, row_format=True)
     assert json.loads(body) == {"predictions": [
         {"double_scalar_tensor": 8.0, "str_tensor": ["foo", "bar"],
          "str_tensor_bytes": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]},
@@ -160,10 +160,10 @@ def test_multiple_named_outputs_and_bytes_in_rows():
 
 def test_response_errors():
     with pytest.raises(ServingError, match="inconsistent batch size: 1 expecting: 2"):
-        json_api.predict_response({"a": np.zeros((2, 3)), "b": np.zeros((1, 3))}, True)
+        json_responses.predict_response({"a": np.zeros((2, 3)), "b": np.zeros((1, 3))}, True)
     with pytest.raises(ServingError, match="has no shape information"):
-        json_api.predict_response({"a": np.float32(1.0)}, True)
+        json_responses.predict_response({"a": np.float32(1.0)}, True)
     with pytest.raises(ServingError, match="tensor type: complex64"):
-        json_api.predict_response({"a": np.zeros(2, np.complex64)}, True)
+        json_responses.predict_response({"a": np.zeros(2, np.complex64)}, True)
     with pytest.raises(ServingError, match="Cannot convert empty tensor map to JSON"):
-        json_api.predict_response({}, True)
+        json_responses.predict_response({}, True)

@@ -75,7 +75,7 @@ def test_labels_need_available_versions_unless_allowed(versions):
     with pytest.raises(ServingError) as raised:
         manager_for(labelled)
     assert raised.value.code_name == "FAILED_PRECONDITION"
-    assert "Request to assign label to version 1 of model m, which is not currently available" in raised.value.message
+    assert "Request to assign label to version 2 of model m, which is not currently available" in raised.value.message
     manager = manager_for(labelled, allow_version_labels_for_unavailable_models=True)
     try:
         assert manager.resolve(spec("m", label="stable")).version == 1

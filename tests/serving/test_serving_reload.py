@@ -38,7 +38,7 @@ def reload(server, text: str):
 def test_handle_reload_config_request(stores, start_server, tmp_path):
     batching = tmp_path / "batching.config"
     batching.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 1000 } num_batch_threads { value: 2 }")
-    server = start_server([f"--model_name=first", f"--model_base_path={stores / 'first'}",
+    server = start_server(["--model_name=first", f"--model_base_path={stores / 'first'}",
                            "--enable_batching", f"--batching_parameters_file={batching}",
                            "--max_num_load_retries=0"])
     client = GrpcClient("127.0.0.1", server.grpc_port)
