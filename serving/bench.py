@@ -107,19 +107,36 @@ class _Server:
         self.process.wait(timeout=60)
 
 
+def _target_model(args) -> tuple[str, Path, Path | None]:
+    """Return (name, version folder, temporary folder to delete or None)."""
+    found = None if args.demo else find_model(Path(args.models_dir))
+    if found is not None:
+        return (*found, None)
+    from serving.demo_model import export_demo_model
+
+    temporary = Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    print("no model under saved_models/ (or --demo): benchmarking the demo CNN (serving/demo_model.py)")
+    return "demo", export_demo_model(temporary / "demo", 1), temporary
+
+
+def _measure(paths: dict, results: dict, args) -> None:
+    """Fill results' latency and throughput rows for every path (name -> call factory)."""
+    for path, make_call in paths.items():
+        for batch in BATCHES:
+            count = args.requests if batch == 1 else max(args.requests // 3, 30)
+            results["latency"][f"{path} batch {batch}"] = percentiles(time_calls(make_call(batch), count))
+            print(path, batch, results["latency"][f"{path} batch {batch}"], flush=True)
+        for clients in CONCURRENCY:
+            rps = throughput(lambda make_call=make_call: make_call(1), clients, args.seconds)
+            results["throughput_rps"][f"{path} x{clients}"] = rps
+            print(path, f"x{clients}", rps, "req/s", flush=True)
+
+
 def run(args) -> dict:
     """Return the benchmark results (also written as JSON and markdown)."""
     import tensorflow as tf
 
-    found = None if args.demo else find_model(Path(args.models_dir))
-    temporary = None
-    if found is None:
-        from serving.demo_model import export_demo_model
-
-        temporary = Path(tempfile.mkdtemp(prefix="bench-demo-"))
-        found = ("demo", export_demo_model(temporary / "demo", 1))
-        print("no model under saved_models/: benchmarking the demo CNN (serving/demo_model.py)")
-    name, version_dir = found
+    name, version_dir, temporary = _target_model(args)
     signature = tf.saved_model.load(str(version_dir)).signatures[args.signature]
     input_name, spec = next(iter(signature.structured_input_signature[1].items()))
     shape = [dim if dim is not None else 1 for dim in spec.shape.as_list()[1:]]
@@ -127,34 +144,29 @@ def run(args) -> dict:
     inputs = {batch: rng.integers(0, 256, size=(batch, *shape)).astype(spec.dtype.as_numpy_dtype) for batch in BATCHES}
     server = None if args.grpc_port else _Server(name, version_dir.parent, args.server_flags)
     grpc_port, rest_port = (args.grpc_port, args.rest_port) if args.grpc_port else (server.grpc_port, server.rest_port)
-    gc.freeze()
-    try:
-        def in_process(batch):
-            return lambda: {key: value.numpy() for key, value in signature(**{input_name: tf.constant(inputs[batch])}).items()}
+    gc.freeze()  # as the server does: keeps full collections off the loaded model's objects
 
-        def over(client_class, port, batch):
+    def in_process(batch):
+        # numpy in, numpy out, as a client holds them: the same conversions the server does.
+        def call():
+            outputs = signature(**{input_name: tf.constant(inputs[batch])})
+            return {key: value.numpy() for key, value in outputs.items()}
+        return call
+
+    def over(client_class, port):
+        def factory(batch):
             client = client_class("127.0.0.1", port)
             return lambda: client.predict(name, {input_name: inputs[batch]}, signature_name=args.signature)
+        return factory
 
-        paths = {
-            "in-process": lambda batch: in_process(batch),
-            "gRPC": lambda batch: over(GrpcClient, grpc_port, batch),
-            "REST": lambda batch: over(RestClient, rest_port, batch),
-        }
-        results = {"model": name, "version_dir": str(version_dir), "signature": args.signature,
-                   "input": {"name": input_name, "shape": shape, "dtype": spec.dtype.name},
-                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                               "load_average": os.getloadavg()},
-                   "latency": {}, "throughput_rps": {}}
-        for path, make_call in paths.items():
-            for batch in BATCHES:
-                count = args.requests if batch == 1 else max(args.requests // 3, 30)
-                results["latency"][f"{path} batch {batch}"] = percentiles(time_calls(make_call(batch), count))
-                print(path, batch, results["latency"][f"{path} batch {batch}"], flush=True)
-            for clients in CONCURRENCY:
-                rps = throughput(lambda make_call=make_call: make_call(1), clients, args.seconds)
-                results["throughput_rps"][f"{path} x{clients}"] = rps
-                print(path, f"x{clients}", rps, "req/s", flush=True)
+    results = {"model": name, "version_dir": str(version_dir), "signature": args.signature,
+               "input": {"name": input_name, "shape": shape, "dtype": spec.dtype.name},
+               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "load_average": os.getloadavg()},
+               "latency": {}, "throughput_rps": {}}
+    try:
+        _measure({"in-process": in_process, "gRPC": over(GrpcClient, grpc_port),
+                  "REST": over(RestClient, rest_port)}, results, args)
     finally:
         if server is not None:
             server.stop()

@@ -35,6 +35,10 @@ _STATUS_PATH = re.compile(
     r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?"
 )
 _MAX_INT64 = 2**63 - 1
+_EXAMPLE_APIS = {
+    "classify": (classification_pb2.ClassificationRequest, examples.classify, json_responses.classify_response),
+    "regress": (regression_pb2.RegressionRequest, examples.regress, json_responses.regress_response),
+}
 
 
 @dataclass
@@ -160,18 +164,19 @@ class RestHandler:
         return json_responses.predict_response(outputs, row_format)
 
     def _classify(self, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
-        signature_name, model_input = json_requests.parse_examples(body, "classify")
-        request = classification_pb2.ClassificationRequest(model_spec=spec, input=model_input)
-        request.model_spec.signature_name = signature_name
-        response = examples.classify(self.manager.resolve(spec), request, method_check=self.method_check)
-        return json_responses.classify_response(response.result)
+        return self._run_examples("classify", spec, body)
 
     def _regress(self, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
-        signature_name, model_input = json_requests.parse_examples(body, "regress")
-        request = regression_pb2.RegressionRequest(model_spec=spec, input=model_input)
+        return self._run_examples("regress", spec, body)
+
+    def _run_examples(self, verb: str, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
+        """Return the body of a :classify or :regress call (JSON -> request proto -> JSON)."""
+        request_class, run, respond = _EXAMPLE_APIS[verb]
+        signature_name, model_input = json_requests.parse_examples(body, verb)
+        request = request_class(model_spec=spec, input=model_input)
         request.model_spec.signature_name = signature_name
-        response = examples.regress(self.manager.resolve(spec), request, method_check=self.method_check)
-        return json_responses.regress_response(response.result)
+        response = run(self.manager.resolve(spec), request, method_check=self.method_check)
+        return respond(response.result)
 
     def _metadata(self, spec: model_pb2.ModelSpec) -> bytes:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF_FIELD])
