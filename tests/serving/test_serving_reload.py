@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
-from conftest import copy_version
+from serving_fixtures import copy_version
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving.client import ClientError, GrpcClient
@@ -61,12 +65,33 @@ def test_handle_reload_config_request(stores, start_server, tmp_path):
     assert server.stop() == 0
 
 
+def check_rest_timeout_and_cors(server) -> None:
+    """A 64-image request cannot finish in 2 ms: 504 with TF Serving's error body, CORS headers."""
+    from serving.client.__main__ import SAMPLE_IMAGE
+
+    image = {"b64": base64.b64encode(SAMPLE_IMAGE.read_bytes()).decode()}
+    body = json.dumps({"signature_name": "predict_image_bytes", "instances": [image] * 64}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/first:predict", data=body)
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=60)
+    assert raised.value.code == 504
+    assert raised.value.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Request timed out after 2 ms" in json.loads(raised.value.read())["error"]
+    preflight = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/first:predict",
+                                       method="OPTIONS", headers={"Origin": "http://example.test"})
+    with urllib.request.urlopen(preflight, timeout=60) as response:
+        assert response.status == 200
+        assert response.headers["Access-Control-Allow-Methods"] == "POST, GET"
+
+
 def test_model_config_file_is_polled(stores, start_server, tmp_path):
     config = tmp_path / "models.config"
     config.write_text(f"model_config_list {{ {model_entry('first', stores / 'first')} }}")
-    server = start_server([f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1"])
+    server = start_server([f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
+                           "--rest_api_timeout_in_ms=2", "--rest_api_enable_cors_support"])
     client = GrpcClient("127.0.0.1", server.grpc_port)
     assert client.status("first") == [(1, "AVAILABLE")]
+    check_rest_timeout_and_cors(server)
     config.write_text(f"model_config_list {{ {model_entry('second', stores / 'second')} }}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
