@@ -36,7 +36,7 @@ def libevent_error_page(status: int, phrase: str) -> bytes:
 
 
 class RequestTooLarge(Exception):
-    pass
+    """A request body over --max_request_bytes; the message says by how much."""
 
 
 class RestApp:
