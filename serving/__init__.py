@@ -1,0 +1,1 @@
+"""Serving: export to SavedModel, launch TF Serving (or the compatible server), clients."""

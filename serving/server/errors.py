@@ -1,0 +1,111 @@
+"""TF Serving statuses: a gRPC status code plus the message TF Serving would give.
+
+Every failure that reaches a client is a `ServingError`; the REST layer maps its code to an
+HTTP status exactly as TF Serving's http_server.cc does.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+# TF Serving's ToHTTPStatusCode (model_servers/http_server.cc).
+_HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+_CODE_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+# TF Serving truncates gRPC error messages (model_servers/grpc_status_util.cc).
+_GRPC_MESSAGE_LIMIT = 1024
+
+
+class ServingError(Exception):
+    """A non-OK TF Serving status; `code` is a grpc.StatusCode, `message` the detail."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        """Return the HTTP status TF Serving's REST API answers with for this code."""
+        return _HTTP_STATUS.get(self.code, 500)
+
+    @property
+    def code_name(self) -> str:
+        """Return the canonical code name, e.g. 'INVALID_ARGUMENT'."""
+        return self.code.name
+
+    def grpc_message(self) -> str:
+        """Return the message as TF Serving sends it over gRPC (truncated past 1024 chars)."""
+        if len(self.message) > _GRPC_MESSAGE_LIMIT:
+            return self.message[:_GRPC_MESSAGE_LIMIT] + "...TRUNCATED"
+        return self.message
+
+    def status_string(self) -> str:
+        """Return the status as absl::Status::ToString() prints it: 'CODE: message'."""
+        return f"{self.code_name}: {self.message}"
+
+
+def invalid_argument(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def not_found(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def failed_precondition(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def unavailable(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
+
+
+def unimplemented(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
+
+
+def unknown(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.UNKNOWN, message)
+
+
+def internal(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.INTERNAL, message)
+
+
+def code_from_number(number: int) -> grpc.StatusCode:
+    """Return the grpc.StatusCode for a canonical code number (TF and gRPC share them)."""
+    return _CODE_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def from_exception(error: BaseException) -> ServingError:
+    """Return `error` as a ServingError, keeping TensorFlow's own status code if it has one.
+
+    TensorFlow raises OpError subclasses carrying the canonical code (InvalidArgumentError is
+    3, and so on); anything else is an UNKNOWN status, as TF Serving reports a failed Session.
+    """
+    if isinstance(error, ServingError):
+        return error
+    error_code = getattr(error, "error_code", None)
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    if isinstance(error_code, int):
+        return ServingError(code_from_number(error_code), message)
+    return ServingError(grpc.StatusCode.UNKNOWN, message)

@@ -1,0 +1,144 @@
+"""The gRPC API: PredictionService and ModelService, on the stubs of tensorflow-serving-api.
+
+Handlers resolve the servable, run the shared inference code and map every failure to the
+status TF Serving would send (message truncated at 1024 characters, as it does). Latency
+and request counts feed the same metrics as TF Serving's prediction_service_impl.cc.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    model_management_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
+
+from serving.server import errors, examples, inference
+from serving.server.manager import ModelManager
+from serving.server.metrics import Metrics
+
+log = logging.getLogger("serving.server")
+SIGNATURE_DEF_FIELD = "signature_def"
+
+
+def model_metadata(manager: ModelManager, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """Return GetModelMetadata's answer (only the 'signature_def' field exists)."""
+    if not request.HasField("model_spec"):
+        raise errors.invalid_argument("Missing ModelSpec")
+    if not request.metadata_field:
+        raise errors.invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+        if field != SIGNATURE_DEF_FIELD:
+            raise errors.invalid_argument(f"Metadata field {field} is not supported")
+    servable = manager.resolve(request.model_spec)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in servable.signature_defs.items():
+        signatures.signature_def[key].CopyFrom(signature)
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
+    return response
+
+
+class _Handler:
+    """Shared error handling and accounting for both services."""
+
+    def __init__(self, manager: ModelManager, metrics: Metrics, method_check: bool, as_content: bool):
+        self.manager, self.metrics = manager, metrics
+        self.method_check, self.as_content = method_check, as_content
+
+    def serve(self, context, api: str, model_name: str, work: Callable, record: bool = True):
+        started = time.perf_counter()
+        try:
+            response = work()
+        except Exception as failure:
+            error = errors.from_exception(failure)
+            if not isinstance(failure, errors.ServingError):
+                log.exception("%s failed unexpectedly", api)
+            if record:
+                self.metrics.count("request_count", (model_name, error.code_name))
+            context.abort(error.code, error.grpc_message())
+        if record:
+            self.metrics.observe("request_latency", (model_name, api, "GRPC"), (time.perf_counter() - started) * 1e6)
+            self.metrics.count("request_count", (model_name, "OK"))
+        return response
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer, _Handler):
+    """tensorflow.serving.PredictionService."""
+
+    def Predict(self, request, context):
+        return self.serve(context, "Predict", request.model_spec.name, lambda: inference.predict(
+            self.manager.resolve(request.model_spec), request,
+            as_content=self.as_content, method_check=self.method_check,
+        ))
+
+    def Classify(self, request, context):
+        return self.serve(context, "Classify", request.model_spec.name, lambda: examples.classify(
+            self.manager.resolve(request.model_spec), request, method_check=self.method_check,
+        ))
+
+    def Regress(self, request, context):
+        return self.serve(context, "Regress", request.model_spec.name, lambda: examples.regress(
+            self.manager.resolve(request.model_spec), request, method_check=self.method_check,
+        ))
+
+    def MultiInference(self, request, context):
+        # TF Serving resolves the servable from the first task's ModelSpec.
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        return self.serve(context, "MultiInference", spec.name, lambda: examples.multi_inference(
+            self.manager.resolve(spec), request, method_check=self.method_check,
+        ), record=False)
+
+    def GetModelMetadata(self, request, context):
+        return self.serve(context, "GetModelMetadata", request.model_spec.name,
+                          lambda: model_metadata(self.manager, request), record=False)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):
+    """tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest."""
+
+    def __init__(self, manager: ModelManager, metrics: Metrics, on_reload: Callable | None = None):
+        _Handler.__init__(self, manager, metrics, False, False)
+        self.on_reload = on_reload
+
+    def GetModelStatus(self, request, context):
+        def work():
+            if not request.HasField("model_spec"):
+                raise errors.invalid_argument("Missing ModelSpec")
+            return self.manager.model_status(request.model_spec)
+
+        return self.serve(context, "GetModelStatus", request.model_spec.name, work, record=False)
+
+    def HandleReloadConfigRequest(self, request, context):
+        def work():
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise errors.invalid_argument(
+                    "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                    "ModelConfigList is currently supported"
+                )
+            self.manager.reload(request.config)
+            if self.on_reload is not None:
+                self.on_reload(request.config)
+            response = model_management_pb2.ReloadConfigResponse()
+            for name in request.metric_names:
+                response.metric.add(name=name, int64_value_increase=0)
+            return response
+
+        return self.serve(context, "HandleReloadConfigRequest", "", work, record=False)
+
+
+def add_services(server: grpc.Server, manager: ModelManager, metrics: Metrics, *,
+                 method_check: bool, as_content: bool, on_reload: Callable | None = None) -> None:
+    """Register both services on `server`."""
+    prediction = PredictionService(manager, metrics, method_check, as_content)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics, on_reload), server)

@@ -1,0 +1,254 @@
+"""REST request bodies -> tensors and Example protos, following util/json_tensor.cc.
+
+:predict takes row ("instances") or columnar ("inputs") tensors; :classify and :regress
+take "examples" (and an optional shared "context") turned into tf.Example protos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import input_pb2
+
+from serving.server import errors
+from serving.server.json_values import (
+    decode_base64,
+    dense_shape,
+    fast_array,
+    is_base64_object,
+    json_to_array,
+    json_type,
+    parse_document,
+    signature_name_of,
+)
+from serving.server.json_writer import debug_string
+
+TensorInfoMap = Mapping[str, meta_graph_pb2.TensorInfo]
+
+
+def _shape_text(shape) -> str:
+    return "[" + ",".join(str(size) for size in shape) + "]"
+
+
+def _instance_tensor(name: str, items: list, dtype: int, lenient: bool) -> np.ndarray:
+    """Return the batched tensor of one input across all instances (AddInstanceItem)."""
+    fast = fast_array(items, dtype, lenient)
+    first_shape = dense_shape(items[0])
+    if fast is not None and list(fast.shape) == [len(items), *first_shape]:
+        return fast
+    arrays, size, shape = [], None, None
+    for item in items:
+        array = json_to_array(item, dtype, lenient)
+        if size is None:
+            size, shape = array.size, array.shape
+        elif array.size != size:
+            raise errors.invalid_argument(f"Expecting tensor size: {size} but got: {array.size}")
+        elif array.shape != shape:
+            raise errors.invalid_argument(
+                f"Expecting shape {_shape_text(shape)} but got: {_shape_text(array.shape)}"
+            )
+        arrays.append(array)
+    return np.stack(arrays)
+
+
+def _instances(instances: list, infos: TensorInfoMap, lenient: bool) -> dict[str, np.ndarray]:
+    """Return the input tensors of a row-format ("instances") request."""
+    def is_named(value):
+        return isinstance(value, dict) and not is_base64_object(value)
+
+    if not isinstance(instances[0], dict) and len(infos) > 1:
+        raise errors.invalid_argument(
+            "instances is a plain list, but expecting list of objects as multiple input tensors "
+            "required as per tensorinfo_map"
+        )
+    named = is_named(instances[0])
+    names = sorted(infos)
+    for index, element in enumerate(instances):
+        if named and not is_named(element):
+            raise errors.invalid_argument(f"Expecting object but got list at item {index} of input list")
+        if not named and is_named(element):
+            raise errors.invalid_argument(
+                f"Expecting value/list but got object at item {index} of input list"
+            )
+        if named:
+            for key in element:
+                if key not in infos:
+                    raise errors.invalid_argument(
+                        f"Failed to process element: {index} key: {key} of 'instances' list. "
+                        f"Error: INVALID_ARGUMENT: JSON object: does not have named input: {key}"
+                    )
+            if sorted(element) != names:
+                raise errors.invalid_argument(
+                    f"Failed to process element: {index} of 'instances' list. JSON object: "
+                    f"{debug_string(element)} keys must be equal to: {','.join(names)}"
+                )
+    if not named:
+        name = next(iter(infos))
+        return {name: _wrap_element_error(name, instances, infos[name].dtype, lenient, None)}
+    return {
+        name: _wrap_element_error(name, [element[name] for element in instances],
+                                  infos[name].dtype, lenient, name)
+        for name in names
+    }
+
+
+def _wrap_element_error(name, items, dtype, lenient, key) -> np.ndarray:
+    """Return the batched tensor, prefixing errors with the failing element as TF does."""
+    try:
+        return _instance_tensor(name, items, dtype, lenient)
+    except errors.ServingError as error:
+        index = _first_bad_element(items, dtype, lenient)
+        where = f"{index} key: {key}" if key is not None else f"{index}"
+        raise errors.invalid_argument(
+            f"Failed to process element: {where} of 'instances' list. Error: {error.status_string()}"
+        ) from None
+
+
+def _first_bad_element(items, dtype, lenient) -> int:
+    size = shape = None
+    for index, item in enumerate(items):
+        try:
+            array = json_to_array(item, dtype, lenient)
+        except errors.ServingError:
+            return index
+        if size is None:
+            size, shape = array.size, array.shape
+        elif array.size != size or array.shape != shape:
+            return index
+    return len(items) - 1
+
+
+def _columnar(inputs, infos: TensorInfoMap, lenient: bool) -> dict[str, np.ndarray]:
+    """Return the input tensors of a columnar ("inputs") request."""
+    if not isinstance(inputs, dict) or is_base64_object(inputs):
+        if len(infos) > 1:
+            raise errors.invalid_argument(
+                "inputs is a plain value/list, but expecting an object as multiple input tensors "
+                "required as per tensorinfo_map"
+            )
+        name = next(iter(infos))
+        return {name: json_to_array(inputs, infos[name].dtype, lenient)}
+    tensors = {}
+    for name in sorted(infos):
+        if name not in inputs:
+            raise errors.invalid_argument(f"Missing named input: {name} in 'inputs' object.")
+        tensors[name] = json_to_array(inputs[name], infos[name].dtype, lenient)
+    return tensors
+
+
+def parse_predict(
+    body: bytes, input_infos: Callable[[str], TensorInfoMap]
+) -> tuple[str, dict[str, np.ndarray], bool]:
+    """Return (signature_name, input arrays, row_format) for a :predict body.
+
+    `input_infos(signature_name)` returns the signature's input TensorInfos (or raises).
+    """
+    document = parse_document(body)
+    signature_name = signature_name_of(document)
+    infos = input_infos(signature_name)
+    if not infos:
+        raise errors.invalid_argument(
+            f"Failed to get input map for signature: {signature_name or 'DEFAULT'}"
+        )
+    lenient = b"true" in body or b"false" in body
+    if "instances" in document and "inputs" in document:
+        raise errors.invalid_argument(
+            f"JSON Value: {debug_string(document)} Not formatted correctly expecting only one of "
+            "'inputs' or 'instances' keys to exist "
+        )
+    if "instances" in document:
+        instances = document["instances"]
+        if not isinstance(instances, list):
+            raise errors.invalid_argument(
+                f"JSON Value: {debug_string(document)} Expecting 'instances' to be an list/array"
+            )
+        if not instances:
+            raise errors.invalid_argument(
+                f"JSON Value: {debug_string(document)} No values in 'instances' array"
+            )
+        return signature_name, _instances(instances, infos, lenient), True
+    if "inputs" in document:
+        return signature_name, _columnar(document["inputs"], infos, lenient), False
+    raise errors.invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+def _feature_kind_error(name: str, feature: feature_pb2.Feature) -> errors.ServingError:
+    kind = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}.get(
+        feature.WhichOneof("kind"), "UNKNOWN"
+    )
+    return errors.invalid_argument(f"Unexpected element type in feature: {name} expecting type: {kind}")
+
+
+def _add_feature_value(value, name: str, feature: feature_pb2.Feature) -> None:
+    """Append one JSON value to a Feature, choosing its kind as json_tensor.cc does."""
+    kind = feature.WhichOneof("kind")
+
+    def require(wanted: str):
+        if kind not in (None, wanted):
+            raise _feature_kind_error(name, feature)
+
+    if value is None or isinstance(value, list) or (isinstance(value, dict) and not is_base64_object(value)):
+        raise errors.invalid_argument(
+            f"Feature: {name} has element with unexpected JSON type: {json_type(value)}"
+        )
+    if isinstance(value, bool):
+        require("int64_list")
+        feature.int64_list.value.append(1 if value else 0)
+    elif isinstance(value, dict):
+        require("bytes_list")
+        feature.bytes_list.value.append(decode_base64(value))
+    elif isinstance(value, str):
+        require("bytes_list")
+        feature.bytes_list.value.append(value.encode("utf-8", "surrogateescape"))
+    elif isinstance(value, float) or value >= 2**64 or value < -(2**63):
+        require("float_list")
+        feature.float_list.value.append(float(value))
+    else:
+        require("int64_list")
+        if value >= 2**63:
+            raise errors.invalid_argument(
+                f"Feature: {name} has uint64_t element. Only int64_t is supported."
+            )
+        feature.int64_list.value.append(value)
+
+
+def example_from_json(value, example: example_pb2.Example) -> None:
+    """Fill a tf.Example from a JSON object of feature name -> value or list of values."""
+    if not isinstance(value, dict):
+        raise errors.invalid_argument(f"Example must be JSON object but got JSON {json_type(value)}")
+    for name, content in value.items():
+        feature = feature_pb2.Feature()
+        for item in content if isinstance(content, list) else [content]:
+            _add_feature_value(item, name, feature)
+        example.features.feature[name].CopyFrom(feature)
+
+
+def parse_examples(body: bytes, method: str) -> tuple[str, input_pb2.Input]:
+    """Return (signature_name, Input proto) for a :classify or :regress body."""
+    document = parse_document(body)
+    signature_name = signature_name_of(document)
+    model_input = input_pb2.Input()
+    has_context = "context" in document
+    if has_context:
+        example_from_json(document["context"], model_input.example_list_with_context.context)
+    examples = document.get("examples")
+    if "examples" not in document:
+        raise errors.invalid_argument(
+            f"JSON Value: {debug_string(document)} When method is {method}, key 'examples' is "
+            "expected and was not found"
+        )
+    if not isinstance(examples, list):
+        raise errors.invalid_argument(
+            f"JSON Value: {debug_string(document)} Expecting 'examples' value to be an list/array"
+        )
+    if not examples:
+        raise errors.invalid_argument(
+            f"JSON Value: {debug_string(document)} 'examples' value is an empty array"
+        )
+    target = (model_input.example_list_with_context if has_context else model_input.example_list)
+    for value in examples:
+        example_from_json(value, target.examples.add())
+    return signature_name, model_input

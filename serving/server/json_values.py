@@ -1,0 +1,241 @@
+"""JSON request documents and values -> numpy arrays, with RapidJSON's rules and messages.
+
+TF Serving parses REST bodies with RapidJSON (NaN/Infinity allowed, trailing bytes after the
+document ignored) and converts each value with its Is*() type tests (util/json_tensor.cc).
+Numeric tensors take a numpy fast path; whenever numpy alone cannot prove a value
+well-formed, the exact element-by-element path runs and produces TF Serving's message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import numpy as np
+import orjson
+from tensorflow.core.framework import types_pb2
+
+from serving.server import errors
+from serving.server.json_writer import debug_string
+from serving.server.tensors import MAX_RANK, dtype_name, numpy_dtype
+
+_INT_RANGES = {
+    types_pb2.DT_INT32: (-(2**31), 2**31 - 1),
+    types_pb2.DT_INT16: (-(2**31), 2**31 - 1),
+    types_pb2.DT_INT8: (-(2**31), 2**31 - 1),
+    types_pb2.DT_UINT8: (-(2**31), 2**31 - 1),
+    types_pb2.DT_INT64: (-(2**63), 2**63 - 1),
+    types_pb2.DT_UINT32: (0, 2**32 - 1),
+    types_pb2.DT_UINT64: (0, 2**64 - 1),
+}
+_FLOATS = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+# Python's json messages mapped onto RapidJSON's GetParseError_En wording.
+_PARSE_ERRORS = (
+    ("Expecting value", "Invalid value."),
+    ("Unterminated string", "Missing a closing quotation mark in string."),
+    ("Expecting property name", "Missing a name for object member."),
+    ("Expecting ':'", "Missing a colon after a name of object member."),
+    ("Invalid control character", "Invalid encoding in string."),
+    ("Invalid \\escape", "Invalid escape character in string."),
+)
+
+
+def parse_document(body: bytes) -> dict:
+    """Return the request's top-level JSON object, or TF Serving's parse error.
+
+    Like RapidJSON with kParseNanAndInfFlag and kParseStopWhenDoneFlag, NaN/Infinity are
+    accepted and anything after the first complete value is ignored.
+    """
+    if not body:
+        raise errors.invalid_argument("JSON Parse error: The document is empty")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = _lenient_parse(body)
+    if not isinstance(document, dict):
+        raise errors.invalid_argument(f"JSON Value: {debug_string(document)} Is not object")
+    return document
+
+
+def _lenient_parse(body: bytes):
+    text = body.decode("utf-8", "surrogateescape")
+    stripped = text.lstrip()
+    offset = len(text) - len(stripped)
+    if not stripped:
+        raise errors.invalid_argument(f"JSON Parse error: The document is empty. at offset: {offset}")
+    try:
+        document, _ = json.JSONDecoder().raw_decode(stripped)
+    except json.JSONDecodeError as error:
+        message = next((rapid for python, rapid in _PARSE_ERRORS if error.msg.startswith(python)),
+                       "Missing a comma or a closing bracket.")
+        raise errors.invalid_argument(
+            f"JSON Parse error: {message} at offset: {offset + error.pos}"
+        ) from None
+    except RecursionError:
+        raise errors.invalid_argument(
+            "JSON Parse error: The document is nested too deeply. at offset: 0"
+        ) from None
+    return document
+
+
+def signature_name_of(document: dict) -> str:
+    """Return the optional "signature_name" ('' when absent), which must be a string."""
+    name = document.get("signature_name", "")
+    if not isinstance(name, str):
+        raise errors.invalid_argument(
+            f"JSON Value: {debug_string(document)} not formatted correctly. "
+            "'signature_name' key must be a string value."
+        )
+    return name
+
+
+def _type_error(value, dtype: int) -> errors.ServingError:
+    return errors.invalid_argument(
+        f"JSON Value: {debug_string(value)} Type: {json_type(value)} is not of expected type: "
+        f"{dtype_name(dtype)}"
+    )
+
+
+def json_type(value) -> str:
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def is_base64_object(value) -> bool:
+    """Return whether `value` is {"b64": "<string>"} and nothing else."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def decode_base64(value) -> bytes:
+    """Return the bytes of a {"b64": ...} object, or TF Serving's errors."""
+    if not is_base64_object(value):
+        raise errors.invalid_argument(
+            f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
+        )
+    text = value["b64"]
+    # absl::Base64Unescape: the standard alphabet, padding optional.
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.invalid_argument("Unable to base64 decode") from None
+
+
+def _scalar(value, dtype: int):
+    """Return one leaf converted for `dtype`, applying RapidJSON's Is*() type tests."""
+    if dtype == types_pb2.DT_STRING:
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape")
+        if isinstance(value, dict):
+            return decode_base64(value)
+        raise _type_error(value, dtype)
+    if isinstance(value, dict):
+        raise _type_error(value, dtype)
+    if dtype == types_pb2.DT_BOOL:
+        if isinstance(value, bool):
+            return value
+        raise _type_error(value, dtype)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _type_error(value, dtype)
+    if dtype in _FLOATS:
+        return float(value)
+    bounds = _INT_RANGES.get(dtype)
+    if bounds is None:
+        raise errors.unimplemented(
+            f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_name(dtype)}"
+        )
+    if not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+        raise _type_error(value, dtype)
+    return value
+
+
+def dense_shape(value) -> list[int]:
+    """Return the shape implied by following the first element of each nested list."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if len(shape) > MAX_RANK:
+            raise errors.invalid_argument(f"JSON value nests lists deeper than {MAX_RANK} levels")
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _fill_leaves(value, level: int, shape: list[int], dtype: int, leaves: list) -> None:
+    """Append the leaves of `value` to `leaves`, validating it is dense with `shape`."""
+    rank = len(shape)
+    if not isinstance(value, list):
+        if level != rank:
+            raise errors.invalid_argument(
+                f"JSON Value: {debug_string(value)} found at incorrect level: {level + 1} in the "
+                f"JSON DOM. Expected at level: {rank}"
+            )
+        leaves.append(_scalar(value, dtype))
+        return
+    if level >= rank:
+        raise errors.invalid_argument(
+            f"Encountered list at unexpected level: {level} expected < {rank}"
+        )
+    if len(value) != shape[level]:
+        raise errors.invalid_argument(
+            f"Encountered list at unexpected size: {len(value)} at level: {level} "
+            f"expected size: {shape[level]}"
+        )
+    for item in value:
+        _fill_leaves(item, level + 1, shape, dtype, leaves)
+
+
+def fast_array(value, dtype: int, lenient_types: bool) -> np.ndarray | None:
+    """Return `value` as an array when numpy alone can prove it valid for `dtype`, else None.
+
+    `lenient_types` says the body may hold true/false somewhere; numpy would silently turn
+    them into numbers, so numeric dtypes then take the exact path.
+    """
+    if dtype == types_pb2.DT_STRING or (lenient_types and dtype != types_pb2.DT_BOOL):
+        return None
+    try:
+        array = np.array(value)
+    except (ValueError, OverflowError):
+        return None
+    kind = array.dtype.kind
+    if dtype == types_pb2.DT_BOOL:
+        return array if kind == "b" else None
+    if dtype in _FLOATS and kind in "if":
+        with np.errstate(over="ignore"):  # out-of-range doubles become +-inf, as GetFloat() does
+            return array.astype(numpy_dtype(dtype))
+    bounds = _INT_RANGES.get(dtype)
+    if bounds is None or kind != "i" or array.size == 0:
+        return None
+    if array.min() < bounds[0] or array.max() > bounds[1]:
+        return None
+    return array.astype(numpy_dtype(dtype))
+
+
+def json_to_array(value, dtype: int, lenient_types: bool = True) -> np.ndarray:
+    """Return one JSON tensor (scalar, nested list, or b64 object) as a numpy array."""
+    shape = dense_shape(value)
+    fast = fast_array(value, dtype, lenient_types)
+    if fast is not None and list(fast.shape) == shape:
+        return fast
+    leaves: list = []
+    _fill_leaves(value, 0, shape, dtype, leaves)
+    if dtype == types_pb2.DT_STRING:
+        array = np.empty(len(leaves), dtype=object)
+        array[:] = leaves
+        return array.reshape(shape)
+    # Values past the dtype's range wrap as TF's int_val -> uint8/int8/int16 casts do.
+    return np.array(leaves, dtype=np.int64 if dtype in _INT_RANGES else None).astype(
+        numpy_dtype(dtype)
+    ).reshape(shape)

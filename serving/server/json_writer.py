@@ -1,0 +1,219 @@
+"""JSON text laid out exactly as TF Serving's REST API writes it.
+
+TF Serving builds its responses with RapidJSON's PrettyWriter (4-space indent, optional
+single-line arrays) and prints floats with absl's six significant digits, falling back to
+full precision only when six digits would not round-trip, and appending '.0' to whole
+numbers (util/json_tensor.cc). `PrettyWriter` reproduces that layout token by token, so
+responses are byte-for-byte what clients of the real server receive.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+# RapidJSON escapes '"', '\\' and control characters, nothing else (not '/', not non-ASCII).
+_SHORT_ESCAPES = {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r",
+                  0x22: b'\\"', 0x5C: b"\\\\"}
+_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
+
+
+def _escape_byte(match: re.Match) -> bytes:
+    byte = match.group()[0]
+    return _SHORT_ESCAPES.get(byte) or b"\\u00%02X" % byte
+
+
+def quote(value: bytes | str) -> bytes:
+    """Return `value` as a JSON string literal, escaped the way RapidJSON's Writer does."""
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    return b'"' + _NEEDS_ESCAPE.sub(_escape_byte, value) + b'"'
+
+
+def _finish_decimal(text: str) -> str:
+    # Whole numbers get '.0' so a list never mixes 1 and 1.5 (json_tensor.cc: WriteDecimal).
+    if "." not in text and "e" not in text:
+        return text + ".0"
+    return text
+
+
+def format_float(value: float, float32: bool) -> str:
+    """Return one float as TF Serving writes it: 6 digits if they round-trip, else 9 or 17."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    text = f"{value:g}"
+    parsed = float(text)
+    if float32:
+        parsed = float(np.float32(parsed))
+    if parsed != value:
+        text = format(value, ".9g" if float32 else ".17g")
+    return _finish_decimal(text)
+
+
+def format_floats(values: np.ndarray) -> list[str]:
+    """Return TF Serving's text for each value of a float32/float64 array (vectorised).
+
+    Six-digit '%g' text is produced for all values at once and parsed back in one numpy
+    call; only values that do not round-trip (or are not finite) take the slow path.
+    """
+    float32 = values.dtype == np.float32
+    flat = values.ravel()
+    numbers = flat.tolist()
+    texts = [f"{number:g}" for number in numbers]
+    with np.errstate(all="ignore"):
+        round_trip = np.array(texts, dtype=np.float64).astype(flat.dtype)
+        slow = np.flatnonzero((round_trip != flat) | ~np.isfinite(flat))
+    texts = [_finish_decimal(text) for text in texts]
+    precise = ".9g" if float32 else ".17g"
+    for index in slow.tolist():
+        number = numbers[index]
+        texts[index] = (_finish_decimal(format(number, precise)) if math.isfinite(number)
+                        else format_float(number, float32))
+    return texts
+
+
+class PrettyWriter:
+    """A token writer with RapidJSON PrettyWriter's exact whitespace rules.
+
+    `single_line_arrays` is PrettyWriter's kFormatSingleLineArray option: TF Serving turns
+    it on and off between tokens, and the layout depends on where it does so.
+    """
+
+    def __init__(self):
+        self._parts: list[bytes] = []
+        self._levels: list[list] = []  # [in_array, value_count] per open container
+        self.single_line_arrays = False
+
+    def _indent(self) -> bytes:
+        return b"\n" + b"    " * len(self._levels)
+
+    def _prefix(self) -> None:
+        if not self._levels:
+            return
+        level = self._levels[-1]
+        if level[0]:
+            if level[1] > 0:
+                self._parts.append(b", " if self.single_line_arrays else b",")
+            if not self.single_line_arrays:
+                self._parts.append(self._indent())
+        elif level[1] % 2 == 1:
+            self._parts.append(b": ")
+        else:
+            self._parts.append(b"," + self._indent() if level[1] > 0 else self._indent())
+        level[1] += 1
+
+    def raw(self, text: bytes) -> None:
+        """Write one scalar token (a number, true/false/null, or a quoted string)."""
+        self._prefix()
+        self._parts.append(text)
+
+    def string(self, value: bytes | str) -> None:
+        self.raw(quote(value))
+
+    def key(self, name: str) -> None:
+        self.raw(quote(name))
+
+    def scalars(self, tokens: list[bytes]) -> None:
+        """Write many scalar tokens into the open array: a fast path for single-line arrays."""
+        if not tokens:
+            return
+        level = self._levels[-1]
+        if self.single_line_arrays and level[0]:
+            if level[1] > 0:
+                self._parts.append(b", ")
+            self._parts.append(b", ".join(tokens))
+            level[1] += len(tokens)
+            return
+        for token in tokens:
+            self.raw(token)
+
+    def start_object(self) -> None:
+        self._prefix()
+        self._parts.append(b"{")
+        self._levels.append([False, 0])
+
+    def end_object(self) -> None:
+        empty = self._levels.pop()[1] == 0
+        if not empty:
+            self._parts.append(self._indent())
+        self._parts.append(b"}")
+
+    def start_array(self) -> None:
+        self._prefix()
+        self._parts.append(b"[")
+        self._levels.append([True, 0])
+
+    def end_array(self) -> None:
+        empty = self._levels.pop()[1] == 0
+        if not empty and not self.single_line_arrays:
+            self._parts.append(self._indent())
+        self._parts.append(b"]")
+
+    def getvalue(self) -> bytes:
+        return b"".join(self._parts)
+
+    def size(self) -> int:
+        return sum(len(part) for part in self._parts)
+
+
+def write_value(writer: PrettyWriter, value, limit: int | None = None) -> bool:
+    """Write a parsed JSON value (dict/list/str/number/bool/None); False once over `limit`."""
+    if limit is not None and writer.size() >= limit:
+        return False
+    if isinstance(value, dict):
+        writer.start_object()
+        for name, item in value.items():
+            writer.key(name)
+            if not write_value(writer, item, limit):
+                return False
+        writer.end_object()
+    elif isinstance(value, list):
+        writer.start_array()
+        for item in value:
+            if not write_value(writer, item, limit):
+                return False
+        writer.end_array()
+    else:
+        writer.raw(scalar_token(value))
+    return True
+
+
+def scalar_token(value) -> bytes:
+    """Return the JSON token for a parsed scalar, as RapidJSON would re-serialise it."""
+    if value is None:
+        return b"null"
+    if value is True:
+        return b"true"
+    if value is False:
+        return b"false"
+    if isinstance(value, str):
+        return quote(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return b"NaN"
+        if math.isinf(value):
+            return b"-Infinity" if value < 0 else b"Infinity"
+        return repr(value).encode()
+    return str(value).encode()
+
+
+def debug_string(value, limit: int = 256) -> str:
+    """Return a JSON value as TF Serving quotes it in errors: single-line arrays, ~256 bytes."""
+    writer = PrettyWriter()
+    writer.single_line_arrays = True
+    write_value(writer, value, limit)
+    return writer.getvalue().decode("utf-8", "replace")
+
+
+def error_body(message: str) -> bytes:
+    """Return TF Serving's error response body: {"error": "<message>"}, pretty-printed."""
+    writer = PrettyWriter()
+    writer.start_object()
+    writer.key("error")
+    writer.string(message)
+    writer.end_object()
+    return writer.getvalue()

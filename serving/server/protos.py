@@ -1,0 +1,87 @@
+"""MonitoringConfig and BatchingParameters, which the tensorflow-serving-api wheel lacks.
+
+TF Serving reads both from text-format files (--monitoring_config_file,
+--batching_parameters_file). The message types are declared here with the same package,
+names, field numbers and types as tensorflow_serving/config/monitoring_config.proto and
+servables/tensorflow/session_bundle_config.proto, so the same files parse identically.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,  # noqa: F401  (registers google/protobuf/wrappers.proto)
+)
+
+_FIELD = descriptor_pb2.FieldDescriptorProto
+_FILE_NAME = "serving/server/compat_config.proto"
+
+
+def _field(message, name, number, kind, type_name=None, repeated=False):
+    field = message.field.add(name=name, number=number, type=kind)
+    field.label = _FIELD.LABEL_REPEATED if repeated else _FIELD.LABEL_OPTIONAL
+    if type_name:
+        field.type_name = type_name
+
+
+@functools.cache
+def _classes() -> dict[str, type]:
+    """Return the generated message classes, building their descriptors once."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(_FILE_NAME)
+    except KeyError:
+        pool.Add(_file_descriptor())
+    names = ("PrometheusConfig", "MonitoringConfig", "BatchingParameters")
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+        for name in names
+    }
+
+
+def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
+    proto = descriptor_pb2.FileDescriptorProto(
+        name=_FILE_NAME, package="tensorflow.serving", syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    prometheus = proto.message_type.add(name="PrometheusConfig")
+    _field(prometheus, "enable", 1, _FIELD.TYPE_BOOL)
+    _field(prometheus, "path", 2, _FIELD.TYPE_STRING)
+    monitoring = proto.message_type.add(name="MonitoringConfig")
+    _field(monitoring, "prometheus_config", 1, _FIELD.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig")
+    batching = proto.message_type.add(name="BatchingParameters")
+    int64_value, string_value = ".google.protobuf.Int64Value", ".google.protobuf.StringValue"
+    for name, number, type_name in (
+        ("max_batch_size", 1, int64_value),
+        ("batch_timeout_micros", 2, int64_value),
+        ("max_enqueued_batches", 3, int64_value),
+        ("num_batch_threads", 4, int64_value),
+        ("thread_pool_name", 5, string_value),
+        ("enable_large_batch_splitting", 8, ".google.protobuf.BoolValue"),
+        ("max_execution_batch_size", 9, int64_value),
+    ):
+        _field(batching, name, number, _FIELD.TYPE_MESSAGE, type_name)
+    _field(batching, "allowed_batch_sizes", 6, _FIELD.TYPE_INT64, repeated=True)
+    _field(batching, "pad_variable_length_inputs", 7, _FIELD.TYPE_BOOL)
+    return proto
+
+
+def parse_text_file(path: str, message_name: str):
+    """Return the text-format file at `path` parsed as tensorflow.serving.<message_name>.
+
+    Raises ValueError naming the file and the parser's complaint if it does not parse.
+    """
+    message = _classes()[message_name]()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text_format.Parse(handle.read(), message)
+    except OSError as error:
+        raise ValueError(f"cannot read {message_name} file {path}: {error.strerror}") from None
+    except text_format.ParseError as error:
+        raise ValueError(f"{path} is not a valid text-format {message_name}: {error}") from None
+    return message

@@ -1,0 +1,189 @@
+"""The REST API's routes and handlers: TF Serving's HttpRestApiHandler::ProcessRequest.
+
+Same path regexes (http_rest_api_util.cc), same dispatch, same messages and status codes;
+`http_app` carries these requests over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    model_pb2,
+    regression_pb2,
+)
+
+from serving.server import errors, examples, inference, json_requests, json_responses
+from serving.server.grpc_api import SIGNATURE_DEF_FIELD, model_metadata
+from serving.server.json_writer import error_body
+from serving.server.manager import ModelManager
+
+log = logging.getLogger("serving.server")
+
+# http_rest_api_util.cc: kPredictionApiGegex, kModelStatusApiRegex, kHTTPRestApiHandlerPathRegex.
+_PREDICT_PATH = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)"
+)
+_STATUS_PATH = re.compile(
+    r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?"
+)
+_MAX_INT64 = 2**63 - 1
+_EXAMPLE_APIS = {
+    "classify": (classification_pb2.ClassificationRequest, examples.classify, json_responses.classify_response),
+    "regress": (regression_pb2.RegressionRequest, examples.regress, json_responses.regress_response),
+}
+
+
+@dataclass
+class RestResult:
+    status: int
+    body: bytes
+    model_name: str = ""
+    api: str = ""
+    code: str = "OK"
+
+
+def _proto_json(message) -> str:
+    """Return a proto as TF Serving's JSON printer writes it (1-space indent, all fields)."""
+    as_dict = json_format.MessageToDict(message, always_print_fields_with_no_presence=True,
+                                        preserving_proto_field_name=True)
+    return json.dumps(_in_tf_order(message.DESCRIPTOR, as_dict), indent=1)
+
+
+def _in_tf_order(descriptor, value):
+    """Return `value` (a message as a dict) with keys in the order TF Serving prints them.
+
+    Its C++ printer writes plain fields in declaration order, then oneof members;
+    json_format puts set fields first. Only the order changes, never the content.
+    """
+    if not isinstance(value, dict) or descriptor is None:
+        return value
+    if descriptor.GetOptions().map_entry:
+        return value
+    ordered = {}
+    plain = [f for f in descriptor.fields if f.containing_oneof is None]
+    oneofs = [f for f in descriptor.fields if f.containing_oneof is not None]
+    for field in plain + oneofs:
+        key = field.name
+        if key not in value:
+            continue
+        ordered[key] = _field_in_tf_order(field, value[key])
+    for key in value:  # Any-packed or unknown keys keep their place at the end
+        ordered.setdefault(key, value[key])
+    return ordered
+
+
+def _field_in_tf_order(field, value):
+    message = field.message_type
+    if message is None:
+        return value
+    if message.GetOptions().map_entry:
+        inner = message.fields_by_name["value"].message_type
+        return {key: _in_tf_order(inner, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_in_tf_order(message, item) for item in value]
+    return _in_tf_order(message, value)
+
+
+class RestHandler:
+    """TF Serving's REST request processing, independent of the HTTP transport."""
+
+    def __init__(self, manager: ModelManager, method_check: bool = False):
+        self.manager = manager
+        self.method_check = method_check
+
+    def process(self, method: str, raw_path: str, body: bytes) -> RestResult:
+        """Return the response for one /v1/... request (never raises)."""
+        model_name = api = ""
+        try:
+            model_name, api, output = self._dispatch(method, raw_path, body)
+            return RestResult(200, output, model_name, api)
+        except Exception as failure:
+            error = errors.from_exception(failure)
+            if not isinstance(failure, errors.ServingError):
+                log.exception("REST %s %s failed unexpectedly", method, raw_path)
+            return RestResult(error.http_status, error_body(error.message), model_name, api, error.code_name)
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> tuple[str, str, bytes]:
+        malformed = errors.invalid_argument(f"Malformed request: {method} {path}")
+        pattern = _PREDICT_PATH if method == "POST" else _STATUS_PATH if method == "GET" else None
+        match = pattern.fullmatch(path) if pattern else None
+        if match is None:
+            raise malformed
+        name, version, label, verb = match.groups()
+        name = unquote(name) if name else ""
+        spec = self._model_spec(name, version, unquote(label) if label else None)
+        if method == "POST":
+            handlers = {"predict": self._predict, "classify": self._classify, "regress": self._regress}
+            if verb not in handlers:
+                raise malformed
+            return name, verb, handlers[verb](spec, body)
+        if not name:
+            raise errors.invalid_argument("Missing model name in request.")
+        if verb == "metadata":
+            return name, "metadata", self._metadata(spec)
+        return name, "status", _proto_json(self.manager.model_status(spec)).encode()
+
+    @staticmethod
+    def _model_spec(name: str, version: str | None, label: str | None) -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=name)
+        if version is not None and label is not None:
+            raise errors.invalid_argument(
+                f"Both model version ({version}) and model version label ({label}) cannot be supplied."
+            )
+        if version is not None:
+            if int(version) > _MAX_INT64:
+                raise errors.invalid_argument(f"Failed to convert version: {version} to numeric.")
+            spec.version.value = int(version)
+        if label is not None:
+            spec.version_label = label
+        return spec
+
+    def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
+        servable = None
+
+        def input_infos(signature_name: str):
+            nonlocal servable
+            servable = self.manager.resolve(spec)
+            resolved = signature_name or inference.DEFAULT_SIGNATURE
+            signature = servable.signature_defs.get(resolved)
+            if signature is None:
+                raise errors.invalid_argument(f'Serving signature name: "{resolved}" not found in signature def')
+            return signature.inputs
+
+        signature_name, inputs, row_format = json_requests.parse_predict(body, input_infos)
+        servable = self.manager.resolve(spec) if servable is None else servable
+        outputs = inference.predict_arrays(servable, signature_name, inputs, method_check=self.method_check)
+        return json_responses.predict_response(outputs, row_format)
+
+    def _classify(self, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
+        return self._run_examples("classify", spec, body)
+
+    def _regress(self, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
+        return self._run_examples("regress", spec, body)
+
+    def _run_examples(self, verb: str, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
+        """Return the body of a :classify or :regress call (JSON -> request proto -> JSON)."""
+        request_class, run, respond = _EXAMPLE_APIS[verb]
+        signature_name, model_input = json_requests.parse_examples(body, verb)
+        request = request_class(model_spec=spec, input=model_input)
+        request.model_spec.signature_name = signature_name
+        response = run(self.manager.resolve(spec), request, method_check=self.method_check)
+        return respond(response.result)
+
+    def _metadata(self, spec: model_pb2.ModelSpec) -> bytes:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF_FIELD])
+        request.model_spec.CopyFrom(spec)
+        response = model_metadata(self.manager, request)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata[SIGNATURE_DEF_FIELD].Unpack(signatures)
+        # http_rest_api_util.cc prints the two parts separately and joins them like this.
+        return (f'{{\n"model_spec":{_proto_json(response.model_spec)},\n"metadata": '
+                f'{{"signature_def": {_proto_json(signatures)}}}\n}}\n').encode()

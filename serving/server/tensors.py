@@ -1,0 +1,140 @@
+"""TensorProto <-> numpy, with fast paths for the dtypes models actually use.
+
+Requests arrive as TensorProto (gRPC) and leave as TensorProto; the hot path avoids
+per-element Python work: `tensor_content` is viewed with np.frombuffer (no copy), and
+typed repeated fields go through one `tolist()`/`extend()` call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.server.errors import invalid_argument
+
+DataType = types_pb2.DataType
+
+# Which repeated field of TensorProto holds values of each dtype (TF's AsProtoField).
+_VALUE_FIELD = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_STRING: "string_val",
+}
+# The dtypes whose numpy values map straight onto the field above (half and complex need
+# bit or pair packing, so they take tf.make_tensor_proto/make_ndarray instead).
+_FAST_DTYPES = frozenset(_VALUE_FIELD)
+
+# TensorFlow's own limit on the rank of a tensor (TensorShape::MaxDimensions()).
+MAX_RANK = 254
+
+
+def dtype_name(dtype: int) -> str:
+    """Return TF's DataTypeString for an enum value: DT_FLOAT -> 'float', DT_UINT8 -> 'uint8'."""
+    try:
+        return DataType.Name(dtype)[3:].lower()
+    except ValueError:
+        return f"unknown dtype enum {dtype}"
+
+
+def numpy_dtype(dtype: int) -> np.dtype:
+    """Return the numpy dtype holding values of a TF DataType enum (object for strings)."""
+    return np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype)
+
+
+def dtype_enum(array: np.ndarray) -> int:
+    """Return the TF DataType enum for a numpy array (object and str/bytes arrays are strings)."""
+    if array.dtype.kind in "OSU":
+        return types_pb2.DT_STRING
+    return tf.dtypes.as_dtype(array.dtype).as_datatype_enum
+
+
+def shape_list(proto: tensor_shape_pb2.TensorShapeProto) -> list[int] | None:
+    """Return the dims of a TensorShapeProto (-1 for unknown), or None for unknown rank."""
+    if proto.unknown_rank:
+        return None
+    return [dim.size for dim in proto.dim]
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
+    """Return the value of a request TensorProto as a numpy array.
+
+    Follows Tensor::FromProto: values may be given as `tensor_content` or the typed field;
+    fewer values than elements repeat the last one (none gives zeros); any other mismatch is
+    TF Serving's 'tensor parsing error: <alias>'.
+    """
+    shape = shape_list(proto.tensor_shape)
+    if shape is None or any(size < 0 for size in shape) or len(shape) > MAX_RANK:
+        raise invalid_argument(f"tensor parsing error: {alias}")
+    if proto.dtype not in _FAST_DTYPES:
+        return _slow_to_ndarray(proto, alias)
+    num_elements = int(np.prod(shape, dtype=np.int64))
+    if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
+        values = np.frombuffer(proto.tensor_content, dtype=numpy_dtype(proto.dtype))
+        if values.size != num_elements:
+            raise invalid_argument(f"tensor parsing error: {alias}")
+        return values.reshape(shape)
+    field = getattr(proto, _VALUE_FIELD[proto.dtype])
+    if proto.dtype == types_pb2.DT_STRING:
+        values = np.empty(len(field), dtype=object)
+        values[:] = list(field)
+    else:
+        values = np.array(field, dtype=numpy_dtype(proto.dtype))
+    return _fill_to_shape(values, shape, num_elements, alias)
+
+
+def _fill_to_shape(values: np.ndarray, shape: list[int], count: int, alias: str) -> np.ndarray:
+    """Return `values` reshaped to `shape`, padded with its last value as TF does."""
+    if values.size == count:
+        return values.reshape(shape)
+    if values.size > count:
+        raise invalid_argument(f"tensor parsing error: {alias}")
+    if values.size == 0:
+        filler = b"" if values.dtype == object else 0
+        return np.full(shape, filler, dtype=values.dtype)
+    padded = np.empty(count, dtype=values.dtype)
+    padded[: values.size] = values
+    padded[values.size :] = values[-1]
+    return padded.reshape(shape)
+
+
+def _slow_to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
+    """Return the value of a TensorProto of an uncommon dtype (half, complex, ...)."""
+    try:
+        return tf.make_ndarray(proto)
+    except Exception:
+        raise invalid_argument(f"tensor parsing error: {alias}") from None
+
+
+def to_tensor_proto(array: np.ndarray, as_content: bool = False) -> tensor_pb2.TensorProto:
+    """Return `array` as a TensorProto, values in the typed field as TF Serving replies.
+
+    TF Serving fills typed fields (Tensor::AsProtoField) unless started with
+    --enable_serialization_as_tensor_content, which `as_content` mirrors.
+    """
+    dtype = dtype_enum(array)
+    if dtype not in _FAST_DTYPES:
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add(size=size)
+    if dtype == types_pb2.DT_STRING:
+        flat = array.ravel().tolist()
+        proto.string_val.extend(
+            value if isinstance(value, bytes) else str(value).encode("utf-8") for value in flat
+        )
+    elif as_content:
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    else:
+        getattr(proto, _VALUE_FIELD[dtype]).extend(array.ravel().tolist())
+    return proto
