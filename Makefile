@@ -13,6 +13,22 @@ BATCH_SIZE ?=
 NAME ?=
 SET ?=
 MLFLOW_PORT ?= 5000
+# tune
+TUNER ?=
+TRIALS ?=
+OBJECTIVE ?=
+EXECUTIONS ?=
+WORKERS ?=
+OVERWRITE ?=
+# promote, serve, predict
+MODEL ?=
+MARGIN ?=
+MODEL_CONFIG ?=
+HOST ?= 127.0.0.1
+GRPC_PORT ?= 8500
+REST_PORT ?= 8501
+IMAGE ?=
+COUNT ?= 5
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -20,9 +36,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OVERRIDES := $(foreach item,$(SET),--set $(item))
 TRAIN_FLAGS := $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 	$(if $(NAME),--name $(NAME)) $(OVERRIDES)
+TUNE_FLAGS := $(if $(TUNER),--tuner $(TUNER)) $(if $(TRIALS),--max-trials $(TRIALS)) \
+	$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) \
+	$(if $(EXECUTIONS),--executions $(EXECUTIONS)) $(if $(WORKERS),--workers $(WORKERS)) \
+	$(if $(filter 1 yes true,$(OVERWRITE)),--overwrite) $(OVERRIDES)
+PREDICT_INPUT := $(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 
-.PHONY: help venv data train mlflow-ui bench bench-train test test-full lint clean
+.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
+	bench-train bench-serve test test-full lint clean
 
 help: ## Show the targets and the variables they read
 	@echo "Usage: make <target> [CONFIG=... EPOCHS=... BATCH_SIZE=... NAME=... SET='a.b=1 c.d=2']"
@@ -49,15 +71,36 @@ data: venv ## Find or fetch CONFIG's data and print its identity (Fashion-MNIST:
 train: data ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
 	$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS)
 
+tune: data ## Search CONFIG's space with KerasTuner (TUNER TRIALS EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE=1)
+	$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS)
+
+promote: venv ## Make MODEL's (default: CONFIG's name) challenger the champion if it beats it on the test split (MARGIN)
+	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN))
+
+serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501: TF Serving, its Docker image, or ours
+	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
+	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG))
+
+predict-grpc: venv ## Send IMAGE (or the first COUNT test images) to MODEL over gRPC; print classes
+	$(PY) -m serving.client predict --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
+	  --host $(HOST) --port $(GRPC_PORT)
+
+predict-rest: venv ## Send IMAGE (or the first COUNT test images) to MODEL over REST; print classes
+	$(PY) -m serving.client predict --protocol rest $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
+	  --host $(HOST) --port $(REST_PORT)
+
 mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:5000 (MLFLOW_PORT)
 	@mkdir -p mlruns/artifacts
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
 	  --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-bench: bench-train ## Run every benchmark (JSON and Markdown under bench/results/)
+bench: bench-train bench-serve ## Run every benchmark (JSON and Markdown under bench/results/)
 
 bench-train: data ## Benchmark tf.data input vs model throughput, and make train's path vs plain model.fit
 	$(PY) -m pipeline.bench --config $(CONFIG) $(OVERRIDES)
+
+bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in-process SavedModel call
+	$(PY) -m serving.bench --output-dir bench/results
 
 test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
 	$(PY) -m pytest $(PYTEST_ARGS)

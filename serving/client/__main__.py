@@ -3,6 +3,7 @@
     python -m serving.client predict --model mnist --image digit.png           # gRPC, bytes signature
     python -m serving.client predict --model mnist --image digit.png --protocol rest
     python -m serving.client predict --model mnist --pixels batch.npy          # uint8 pixels
+    python -m serving.client predict --model fashion_cnn --test-images 5       # first test images
     python -m serving.client status --model mnist
 """
 
@@ -47,7 +48,21 @@ def _input_shape(client, model: str, signature: str, input_name: str) -> list[in
     return [int(dim["size"]) for dim in dims]
 
 
-def _show(outputs: dict[str, np.ndarray], top_k: int) -> None:
+def _test_images(config: Path, count: int) -> tuple[np.ndarray, list[str]]:
+    """Return the first `count` test inputs of a pipeline config and their true class names."""
+    from pipeline.config import load_config
+    from pipeline.data import load_source
+
+    run_config = load_config(config)
+    source = load_source(run_config.data, run_config.seed)
+    inputs, labels = [], []
+    for value, label in source.splits["test"].examples.take(count).as_numpy_iterator():
+        inputs.append(value)
+        labels.append(source.class_names[int(label)])
+    return np.stack(inputs), labels
+
+
+def _show(outputs: dict[str, np.ndarray], top_k: int, truth: list[str] | None = None) -> None:
     if "probabilities" not in outputs:
         for name, value in outputs.items():
             console.print(f"[bold]{name}[/bold] {value.dtype} {list(value.shape)}\n{value}")
@@ -57,21 +72,30 @@ def _show(outputs: dict[str, np.ndarray], top_k: int) -> None:
     class_names = outputs.get("class_name")
     for row, scores in enumerate(probabilities):
         name = class_names[row].decode() if class_names is not None else str(class_ids[row])
-        table = Table(title=f"example {row}: class {name} (id {int(class_ids[row])})")
+        expected = f", true class {truth[row]}" if truth else ""
+        table = Table(title=f"example {row}: class {name} (id {int(class_ids[row])}){expected}")
         table.add_column("class id", justify="right")
         table.add_column("probability", justify="right")
         for index in np.argsort(scores)[::-1][:top_k]:
             table.add_row(str(index), f"{scores[index]:.4f}")
         console.print(table)
+    if truth and class_names is not None:
+        hits = sum(class_names[row].decode() == truth[row] for row in range(len(truth)))
+        console.print(f"{hits}/{len(truth)} test images classified correctly")
 
 
 @app.command()
 def predict(
-    model: str = typer.Option(..., help="Model name, as in models.config."),
+    model: str = typer.Option(None, help="Model name, as in models.config (default: the "
+                              "name in --config)."),
     image: Annotated[list[Path] | None, typer.Option(
         help="PNG/JPEG file(s), sent encoded through the bytes signature.")] = None,
     pixels: Annotated[Path | None, typer.Option(
         help=".npy uint8 array or an image, sent as pixels via serving_default.")] = None,
+    test_images: Annotated[int, typer.Option(
+        help="Send the first N test images of --config as pixels via serving_default.")] = 0,
+    config: Annotated[Path, typer.Option(help="Pipeline config whose test split --test-images "
+                                         "reads.")] = Path("configs/fashion_cnn.yaml"),
     protocol: str = typer.Option("grpc", help="grpc or rest."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(None, help="Defaults to 8500 (gRPC) or 8501 (REST)."),
@@ -85,9 +109,17 @@ def predict(
     timeout: float = typer.Option(30.0, help="Seconds to wait for the answer."),
 ):
     """Send an image (or pixel array) and print the predicted classes and probabilities."""
+    if model is None:
+        from pipeline.config import load_config
+
+        model = load_config(config).name
     client = connect(protocol, host, port, timeout)
+    truth = None
     try:
-        if pixels is not None:
+        if test_images > 0:
+            batch, truth = _test_images(config, test_images)
+            signature, inputs = pixels_signature, {pixels_input: batch}
+        elif pixels is not None:
             shape = _input_shape(client, model, pixels_signature, pixels_input)
             signature, inputs = pixels_signature, {pixels_input: _pixels(pixels, shape)}
         else:
@@ -100,7 +132,7 @@ def predict(
     except (ConnectionError, OSError) as error:
         console.print(f"[red]cannot reach {host}:{port or ''} over {protocol}[/red]: {error}")
         raise typer.Exit(1) from None
-    _show(outputs, top_k)
+    _show(outputs, top_k, truth)
 
 
 @app.command()

@@ -8,7 +8,7 @@ subprocesses sharing one process per test module wherever the tests allow.
 from __future__ import annotations
 
 import pytest
-from serving_fixtures import ServerProcess, export_half_plus_two, free_port
+from tests.serving.serving_fixtures import ServerProcess, export_half_plus_two, free_port
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 import pytest
-from serving_fixtures import REPO
+from tests.serving.serving_fixtures import REPO
 
 from serving.demo_model import sample_pixels
 from serving.server import protos

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from serving_fixtures import REPO, copy_version, free_port
+from tests.serving.serving_fixtures import REPO, copy_version, free_port
 
 from serving import launch
 from serving.client import GrpcClient

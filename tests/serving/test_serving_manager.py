@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from serving_fixtures import copy_version, pixel_request, write_warmup
+from tests.serving.serving_fixtures import copy_version, pixel_request, write_warmup
 from tensorflow_serving.apis import model_pb2
 
 from serving.demo_model import sample_pixels

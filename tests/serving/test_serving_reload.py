@@ -10,7 +10,7 @@ import urllib.request
 
 import grpc
 import pytest
-from serving_fixtures import copy_version
+from tests.serving.serving_fixtures import copy_version
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving.client import ClientError, GrpcClient
