@@ -8,6 +8,7 @@ subprocesses sharing one process per test module wherever the tests allow.
 from __future__ import annotations
 
 import pytest
+
 from tests.serving.serving_fixtures import ServerProcess, export_half_plus_two, free_port
 
 

@@ -8,7 +8,6 @@ import threading
 
 import numpy as np
 import pytest
-from tests.serving.serving_fixtures import REPO
 
 from serving.demo_model import sample_pixels
 from serving.server import protos
@@ -16,6 +15,7 @@ from serving.server.batching import BatchingOptions, BatchScheduler
 from serving.server.errors import ServingError
 from serving.server.options import ServerOptions, check, parse_flags
 from serving.server.servable import load_servable
+from tests.serving.serving_fixtures import REPO
 
 
 def test_concurrent_calls_are_merged_and_split_back(model_store):

@@ -17,10 +17,10 @@ import grpc
 import numpy as np
 import orjson
 import pytest
-from tests.serving.serving_fixtures import copy_version, pixel_request, write_warmup
 
 from serving.client import ClientError, GrpcClient, RestClient
 from serving.demo_model import sample_pixels
+from tests.serving.serving_fixtures import copy_version, pixel_request, write_warmup
 
 
 @pytest.fixture(scope="module")

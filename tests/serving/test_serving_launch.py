@@ -8,12 +8,12 @@ import sys
 import time
 
 import pytest
-from tests.serving.serving_fixtures import REPO, copy_version, free_port
 
 from serving import launch
 from serving.client import GrpcClient
 from serving.demo_model import sample_pixels
 from serving.server import config as config_lib
+from tests.serving.serving_fixtures import REPO, copy_version, free_port
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.serving.serving_fixtures import copy_version, pixel_request, write_warmup
 from tensorflow_serving.apis import model_pb2
 
 from serving.demo_model import sample_pixels
@@ -11,6 +10,7 @@ from serving.server import config as config_lib
 from serving.server.errors import ServingError
 from serving.server.manager import ManagerOptions, ModelManager
 from serving.server.warmup import run_warmup
+from tests.serving.serving_fixtures import copy_version, pixel_request, write_warmup
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import urllib.request
 
 import grpc
 import pytest
-from tests.serving.serving_fixtures import copy_version
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving.client import ClientError, GrpcClient
 from serving.demo_model import sample_pixels
 from serving.server import config as config_lib
+from tests.serving.serving_fixtures import copy_version
 
 
 def model_entry(name: str, base) -> str:
