@@ -108,7 +108,7 @@ class TrainConfig(Section):
     warmup_epochs: Annotated[int, Field(ge=0)] = 0
     early_stopping_patience: Annotated[int, Field(ge=1)] | None = 5
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
-    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    mixed_precision: Literal["auto", "bfloat16", "float16", "off"] = "auto"
     distribution: Literal["auto", "mirrored", "none"] = "auto"
     deterministic: bool = False  # exact op determinism: slower, for debugging
     resume: bool = True  # continue an interrupted run of the same config

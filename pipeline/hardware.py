@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -13,30 +14,54 @@ from pipeline.config import TrainConfig
 @dataclass(frozen=True)
 class Hardware:
     strategy: tf.distribute.Strategy
-    mixed_precision: bool
+    precision: str | None  # the compute dtype of mixed precision; None: float32
     devices: tuple[str, ...]
 
     def describe(self) -> str:
-        precision = "mixed_float16" if self.mixed_precision else "float32"
+        precision = f"mixed_{self.precision}" if self.precision else "float32"
         return (f"{', '.join(self.devices)} | {type(self.strategy).__name__} "
                 f"({self.strategy.num_replicas_in_sync} replica(s)) | {precision}")
 
 
-def _tensor_cores(gpus: list) -> bool:
-    """Return whether every GPU has compute capability >= 7.0, where float16 pays off."""
-    for gpu in gpus:
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        if not capability or capability < (7, 0):
-            return False
-    return bool(gpus)
+def _gpu_precision(gpus: list) -> str | None:
+    """Return the mixed precision every GPU runs fast: bfloat16 from Ampere (8.0), float16
+    on Volta/Turing (7.x, tensor cores), None below."""
+    capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability")
+                    for gpu in gpus]
+    if not capabilities or not all(capabilities):
+        return None
+    lowest = min(capabilities)
+    return "bfloat16" if lowest >= (8, 0) else "float16" if lowest >= (7, 0) else None
+
+
+def _cpu_has_bfloat16() -> bool:
+    """Return whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def precision_for(setting: str, gpus: list) -> str | None:
+    """Return "float16", "bfloat16" or None (float32) for train.mixed_precision."""
+    if setting == "off":
+        return None
+    if setting in ("float16", "bfloat16"):
+        return setting
+    if gpus:
+        return _gpu_precision(gpus)
+    return "bfloat16" if _cpu_has_bfloat16() else None
 
 
 def configure(config: TrainConfig, seed: int) -> Hardware:
     """Seed every generator, set the precision policy and return the distribution strategy.
 
-    `auto` turns mixed precision on where GPUs with tensor cores exist and mirrors the model
-    over several GPUs; on a CPU-only machine both stay off. The global Keras policy is always
-    set, so a run never inherits the previous run's policy in the same process.
+    `auto` computes in bfloat16 (float32 weights) on GPUs from Ampere on and on CPUs with
+    AVX512-BF16/AMX, in float16 on Volta/Turing GPUs, else in float32; it mirrors the model
+    over several GPUs. The export is float32 whatever the training precision (see
+    serving_copy). The global Keras policy is always set, so a run never inherits the
+    previous run's policy in the same process.
     """
     keras.utils.set_random_seed(seed)
     if config.deterministic:
@@ -48,9 +73,28 @@ def configure(config: TrainConfig, seed: int) -> Hardware:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process
             pass
-    mixed = {"on": True, "off": False, "auto": _tensor_cores(gpus)}[config.mixed_precision]
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    precision = precision_for(config.mixed_precision, gpus)
+    keras.mixed_precision.set_global_policy(f"mixed_{precision}" if precision else "float32")
     mirrored = config.distribution == "mirrored" or (config.distribution == "auto" and len(gpus) > 1)
     strategy = tf.distribute.MirroredStrategy() if mirrored else tf.distribute.get_strategy()
     devices = tuple(gpu.name for gpu in gpus) or ("CPU",)
-    return Hardware(strategy=strategy, mixed_precision=mixed, devices=devices)
+    return Hardware(strategy=strategy, precision=precision, devices=devices)
+
+
+def serving_copy(model: keras.Model, rebuild) -> keras.Model:
+    """Return `model` computing in float32: itself, or a float32 rebuild with its weights.
+
+    Mixed precision is a training speed-up; a SavedModel computing in bfloat16 or float16
+    would run emulated (slowly) on CPUs and GPUs without those units. `rebuild()` must build
+    the same architecture; the weights are float32 already and are copied over.
+    """
+    if keras.mixed_precision.global_policy().name == "float32":
+        return model
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = rebuild()
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    copy.set_weights(model.get_weights())
+    return copy

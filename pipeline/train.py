@@ -24,7 +24,7 @@ from pipeline import evaluate, plots
 from pipeline.callbacks import EpochTimer, learning_rate_schedule
 from pipeline.config import RunConfig
 from pipeline.data import Datasets, make_datasets
-from pipeline.hardware import configure
+from pipeline.hardware import configure, serving_copy
 from pipeline.insights import log_insights
 from pipeline.tracking import MetricsCallback, Run, Tracker
 from serving import export
@@ -222,8 +222,14 @@ def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Trac
         return None, None
     count = max(config.export.parity_examples, *config.export.warmup_batch_sizes)
     sample_inputs, _ = data.examples("test", count)
+    serving_model = serving_copy(model, lambda: get_family(config.model.family).build(
+        data.input_spec, data.num_classes, **config.model.params))
+    if serving_model is not model:  # trained in mixed precision: how far float32 moves it
+        difference = np.max(np.abs(np.asarray(model(sample_inputs, training=False), np.float32)
+                                   - np.asarray(serving_model(sample_inputs, training=False))))
+        mlflow_run.log_metrics({"export_float32_max_abs_diff": float(difference)})
     staged = export.stage(
-        model, model_dir=config.export.base_dir / config.name, model_name=config.name,
+        serving_model, model_dir=config.export.base_dir / config.name, model_name=config.name,
         input_spec=data.input_spec, class_names=data.class_names, sample_inputs=sample_inputs,
         warmup_batch_sizes=config.export.warmup_batch_sizes,
         parity_tolerance=config.export.parity_tolerance)

@@ -1,0 +1,54 @@
+"""Precision: mixed precision where it pays, and a float32 export whatever the training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models import InputSpec, get_family
+from pipeline import train
+from pipeline.config import load_config
+from pipeline.hardware import configure, precision_for, serving_copy
+from tests.conftest import tiny_overrides
+
+
+def test_explicit_settings_win_and_off_means_float32():
+    assert precision_for("off", []) is None
+    assert precision_for("bfloat16", []) == "bfloat16"
+    assert precision_for("float16", []) == "float16"
+
+
+def test_mixed_model_is_served_by_a_float32_copy_with_the_same_weights():
+    spec = InputSpec.image(12, 12, 1)
+    configure(load_config(None, {"train.mixed_precision": "bfloat16"}).train, seed=0)
+    try:
+        build = lambda: get_family("cnn").build(spec, 3, **get_family("cnn").TINY)  # noqa: E731
+        model = build()
+        assert model.layers[2].compute_dtype == "bfloat16"
+        copy = serving_copy(model, build)
+        assert copy is not model and all(layer.compute_dtype == "float32" for layer in copy.layers
+                                         if layer.name != "image")
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # restored
+        for ours, theirs in zip(model.get_weights(), copy.get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+        images = np.random.default_rng(0).integers(0, 256, (8, 12, 12, 1), dtype=np.uint8)
+        np.testing.assert_allclose(model(images), copy(images), atol=0.05)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_bfloat16_training_exports_a_float32_savedmodel(workdir, image_folder):
+    config = load_config(None, tiny_overrides(image_folder, **{"train.mixed_precision": "bfloat16"}))
+    try:
+        result = train.run(config, log=lambda line: None)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    loaded = tf.saved_model.load(str(result.export_path))
+    outputs = loaded.signatures["serving_default"](image=tf.zeros([1, 12, 12, 1], tf.uint8))
+    assert outputs["probabilities"].dtype == tf.float32
+    from mlflow import MlflowClient
+
+    metrics = MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id).data.metrics
+    assert metrics["export_float32_max_abs_diff"] < 0.05
+    assert metrics["export_parity_max_abs_diff"] <= 1e-4
