@@ -44,7 +44,7 @@ PREDICT_INPUT := $(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 
 .PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
-	bench-train bench-serve test test-full lint clean
+	bench-train bench-serve bench-tune test test-full lint clean
 
 help: ## Show the targets and the variables they read
 	@echo "Usage: make <target> [CONFIG=... EPOCHS=... BATCH_SIZE=... NAME=... SET='a.b=1 c.d=2']"
@@ -94,10 +94,13 @@ mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:500
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
 	  --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-bench: bench-train bench-serve ## Run every benchmark (JSON and Markdown under bench/results/)
+bench: bench-train bench-serve bench-tune ## Run every benchmark (JSON and Markdown under bench/results/)
 
 bench-train: data ## Benchmark tf.data input vs model throughput, and make train's path vs plain model.fit
 	$(PY) -m pipeline.bench --config $(CONFIG) $(OVERRIDES)
+
+bench-tune: data ## Resident memory across 20 small trials of one sweep (no growth from trial to trial)
+	$(PY) -m pipeline.bench_tune --config $(CONFIG) $(OVERRIDES)
 
 bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in-process SavedModel call
 	$(PY) -m serving.bench --output-dir bench/results
