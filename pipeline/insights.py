@@ -83,7 +83,7 @@ def gradient_through_time(model: keras.Model, recurrent: keras.layers.Layer,
             x = layer(x, training=False)
         loss = keras.losses.sparse_categorical_crossentropy(labels, x)
     gradient = tape.gradient(tf.reduce_mean(loss), sequence)
-    return tf.reduce_mean(tf.abs(gradient), axis=[0, 2]).numpy()
+    return tf.cast(tf.reduce_mean(tf.abs(gradient), axis=[0, 2]), tf.float32).numpy()
 
 
 def _bar_figure(norms: dict[str, float]):
@@ -121,7 +121,8 @@ def _pca_figure(raw: np.ndarray | None, learned: np.ndarray, labels: np.ndarray,
 
 
 def _feature_maps(model: keras.Model, conv: keras.layers.Layer, image: tf.Tensor):
-    maps = keras.Model(model.inputs, conv.output)(image, training=False)[0].numpy()
+    maps = np.asarray(keras.Model(model.inputs, conv.output)(image, training=False)[0],
+                      dtype=np.float32)
     count = min(16, maps.shape[-1])
     figure, axes = plt.subplots(2, 9, figsize=(13, 3.4))
     axes = axes.ravel()

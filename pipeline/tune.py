@@ -35,6 +35,7 @@ import yaml
 
 from models import get_family
 from pipeline import plots, train
+from pipeline.callbacks import learning_rate_schedule
 from pipeline.config import ConfigError, ModelConfig, RunConfig
 from pipeline.data import make_datasets
 from pipeline.hardware import configure
@@ -112,6 +113,19 @@ def _objective(config: RunConfig) -> kt.Objective:
     return kt.Objective(name, "max" if name.endswith("accuracy") else "min")
 
 
+def _trial_schedule(config: RunConfig, hypermodel: FamilyHyperModel):
+    """Return values, epochs -> the learning-rate callback of the training stage for a trial."""
+    mode = _objective(config).direction
+
+    def schedule(values: dict[str, Any], epochs: int):
+        base = values.get("learning_rate", hypermodel.fixed.get(
+            "learning_rate", hypermodel.family.DEFAULTS["learning_rate"]))
+        train_config = config.train.model_copy(update={"epochs": epochs})
+        return learning_rate_schedule(train_config, float(base), mode)
+
+    return schedule
+
+
 def _tuner(config: RunConfig, hypermodel: FamilyHyperModel, tracker: Tracker, parent: Run, log):
     tune = config.tune
     common = dict(
@@ -120,7 +134,8 @@ def _tuner(config: RunConfig, hypermodel: FamilyHyperModel, tracker: Tracker, pa
         allow_new_entries=True, executions_per_trial=tune.executions_per_trial,
         max_consecutive_failed_trials=tune.max_consecutive_failed_trials,
         directory=str(tune.directory), project_name=config.name, overwrite=False,
-        tracker=tracker, parent_run_id=parent.run_id, log=log)
+        tracker=tracker, parent_run_id=parent.run_id, log=log,
+        schedule=_trial_schedule(config, hypermodel))
     if tune.tuner == "hyperband":
         return make_tuner("hyperband", max_epochs=tune.epochs, factor=tune.hyperband_factor,
                           hyperband_iterations=tune.hyperband_iterations, **common)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -87,8 +88,11 @@ def resident_megabytes() -> float:
 class TrackedTrials:
     """Mixin placed before a KerasTuner Tuner class; see the module docstring."""
 
-    def __init__(self, *args, tracker: Tracker, parent_run_id: str, log=print, **kwargs):
+    def __init__(self, *args, tracker: Tracker, parent_run_id: str, log=print,
+                 schedule: Callable[[dict[str, Any], int], keras.callbacks.Callback | None]
+                 = lambda values, epochs: None, **kwargs):
         self.tracker = tracker
+        self.schedule = schedule
         self.parent_run_id = parent_run_id
         self.log = log
         self.trial_runs: dict[str, Run] = {}
@@ -135,8 +139,13 @@ class TrackedTrials:
             keras.callbacks.BackupAndRestore(
                 os.path.join(self.get_trial_dir(trial.trial_id), f"backup{execution}")),
             keras.callbacks.TerminateOnNaN(),
-            MetricsCallback(run, prefix=prefix),
         ]
+        # Trials train as the final model will (same learning-rate schedule over their
+        # epochs): a constant rate would rank values by how they do without it.
+        schedule = self.schedule(trial.hyperparameters.values, kwargs.get("epochs", 1))
+        if schedule is not None:
+            kwargs["callbacks"].append(schedule)
+        kwargs["callbacks"].append(MetricsCallback(run, prefix=prefix))
         try:
             super()._build_and_fit_model(trial, *args, **kwargs)
         except tf.errors.ResourceExhaustedError as error:

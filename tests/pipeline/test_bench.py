@@ -20,3 +20,27 @@ def test_bench_train_writes_comparable_figures(workdir, image_folder):
     assert [len(v) for v in result["epoch_seconds"].values()] == [2, 2]
     table = (workdir / "results/bench_train_tiny.md").read_text()
     assert "plain `model.fit` on NumPy arrays" in table and "% vs plain" in table
+
+
+def test_bench_tune_reports_memory_after_every_trial(workdir, image_folder):
+    import yaml
+
+    from pipeline import bench_tune
+
+    config = workdir / "tiny.yaml"
+    raw: dict = {}
+    for dotted, value in tiny_overrides(image_folder).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    raw["tune"] = {"hyperparameters": {"conv_blocks": 1, "filters": 4, "dense_units": 8,
+                                       "convs_per_block": 1}}
+    config.write_text(yaml.safe_dump(raw))
+    figures = bench_tune.run(config, trials=3, examples=20, overrides={},
+                             output_dir=workdir / "results")
+    assert figures["trials"] == 3 and len(figures["rss_mb_after_each_trial"]) == 3
+    assert all(value > 50 for value in figures["rss_mb_after_each_trial"])
+    assert (workdir / "results/bench_tune_memory.md").read_text().startswith("Resident memory")
+    assert not (workdir / "tuning").exists()  # scratch only
