@@ -101,8 +101,32 @@ def classifier_head(
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
 
 
+@keras.saving.register_keras_serializable(package="tfpipe")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels with label smoothing (Keras' sparse loss has none).
+
+    The target puts 1 - smoothing on the true class and spreads `smoothing` over all
+    classes, so the model is not pushed towards infinitely confident logits.
+    """
+
+    def __init__(self, smoothing: float = 0.1, name: str = "smoothed_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smoothing = smoothing
+
+    def call(self, y_true, y_pred):
+        num_classes = keras.ops.shape(y_pred)[-1]
+        labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+        target = keras.ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(target, y_pred,
+                                                     label_smoothing=self.smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "smoothing": self.smoothing}
+
+
 def compile_classifier(
-    model: keras.Model, *, optimizer: str, learning_rate: float, weight_decay: float
+    model: keras.Model, *, optimizer: str, learning_rate: float, weight_decay: float,
+    label_smoothing: float = 0.0,
 ) -> keras.Model:
     """Compile for integer labels with loss and accuracy; returns the same model."""
     optimizers = {
@@ -113,7 +137,8 @@ def compile_classifier(
     }
     model.compile(
         optimizer=optimizers[optimizer](),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=(SmoothedSparseCrossentropy(label_smoothing) if label_smoothing > 0
+              else keras.losses.SparseCategoricalCrossentropy()),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model

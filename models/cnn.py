@@ -54,6 +54,7 @@ def build(
     optimizer: Optimizer = "adam",
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 2e-3,
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4,
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0,
 ) -> keras.Model:
     """Return a compiled CNN taking uint8 `image` pixels and giving `probabilities`.
 
@@ -83,7 +84,8 @@ def build(
     )
     model = keras.Model(inputs, outputs, name="cnn")
     return compile_classifier(
-        model, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay
+        model, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
     )
 
 

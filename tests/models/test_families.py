@@ -91,3 +91,16 @@ def test_wrong_keywords_fail_with_the_field_named():
         get_family("transformer")
     with pytest.raises(ValueError, match="the cnn family reads images"):
         get_family("cnn").build(SPECS["text"], 3)
+
+
+def test_label_smoothing_loss_matches_its_definition():
+    from models.blocks import SmoothedSparseCrossentropy
+
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    labels = np.array([0, 2])
+    target = np.full((2, 3), 0.1 / 3) + np.eye(3)[labels] * 0.9
+    expected = -(target * np.log(probabilities)).sum(axis=1).mean()
+    loss = float(SmoothedSparseCrossentropy(0.1)(labels, probabilities))
+    assert abs(loss - expected) < 1e-5
+    model = get_family("cnn").build(IMAGE, 3, **get_family("cnn").TINY, label_smoothing=0.1)
+    assert isinstance(model.loss, SmoothedSparseCrossentropy)
