@@ -26,7 +26,7 @@ import typer
 from models import get_family
 from pipeline.config import RunConfig, load_config, parse_override
 from pipeline.data import Datasets, make_datasets
-from pipeline.hardware import configure
+from pipeline.hardware import Hardware, configured
 from pipeline.tracking import Tracker, scratch_dir
 from pipeline.train import make_callbacks
 
@@ -81,8 +81,14 @@ def _fit_seconds(config: RunConfig, data: Datasets, epochs: int, path: str,
 def run(config: RunConfig, epochs: int = 2, repeats: int = 1,
         output_dir: Path = Path("bench/results")) -> dict:
     """Run the measurements above; write JSON and Markdown under `output_dir`; return them."""
-    hardware = configure(config.train.model_copy(update={"early_stopping_patience": None}),
-                         config.seed)
+    with configured(config.train.model_copy(update={"early_stopping_patience": None}),
+                    config.seed) as hardware:
+        result = _measure(config, hardware, epochs, repeats)
+    _write(result, output_dir)
+    return result
+
+
+def _measure(config: RunConfig, hardware: Hardware, epochs: int, repeats: int) -> dict:
     data = make_datasets(config.data, config.seed)
     arrays = {split: as_arrays(data.unbatched[split]) for split in ("train", "validation")}
     input_rate = input_throughput(data)
@@ -95,7 +101,7 @@ def run(config: RunConfig, epochs: int = 2, repeats: int = 1,
                                               scratch / f"{path}{repeat}")
     rate = {path: data.sizes["train"] / float(np.median(values))
             for path, values in seconds.items()}
-    result = {
+    return {
         "config": config.name, "model_family": config.model.family,
         "batch_size": config.data.batch_size, "train_examples": data.sizes["train"],
         "timed_epochs_per_path": epochs * repeats, "device": hardware.describe(),
@@ -109,8 +115,6 @@ def run(config: RunConfig, epochs: int = 2, repeats: int = 1,
         "epoch_seconds": {path: [round(value, 3) for value in values]
                           for path, values in seconds.items()},
     }
-    _write(result, output_dir)
-    return result
 
 
 def _write(result: dict, output_dir: Path) -> None:

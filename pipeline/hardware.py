@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +81,20 @@ def configure(config: TrainConfig, seed: int) -> Hardware:
     strategy = tf.distribute.MirroredStrategy() if mirrored else tf.distribute.get_strategy()
     devices = tuple(gpu.name for gpu in gpus) or ("CPU",)
     return Hardware(strategy=strategy, precision=precision, devices=devices)
+
+
+@contextmanager
+def configured(config: TrainConfig, seed: int) -> Iterator[Hardware]:
+    """Yield `configure`'s Hardware; restore the caller's Keras precision policy on exit.
+
+    A stage sets a global policy; without this, a later model built in the same process (a
+    test, a notebook, the server's demo model) would silently compute in bfloat16.
+    """
+    previous = keras.mixed_precision.global_policy()
+    try:
+        yield configure(config, seed)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def serving_copy(model: keras.Model, rebuild) -> keras.Model:

@@ -24,7 +24,7 @@ from pipeline import evaluate, plots
 from pipeline.callbacks import EpochTimer, learning_rate_schedule
 from pipeline.config import RunConfig
 from pipeline.data import Datasets, make_datasets
-from pipeline.hardware import configure, serving_copy
+from pipeline.hardware import Hardware, configured, serving_copy
 from pipeline.insights import log_insights
 from pipeline.tracking import MetricsCallback, Run, Tracker
 from serving import export
@@ -69,7 +69,11 @@ def run(config: RunConfig, log=print, callbacks: Sequence[keras.callbacks.Callba
     `callbacks` are extra Keras callbacks, run after the stage's own (backup, checkpoint).
     `parent_run_id` nests the MLflow run under another (a sweep retraining its best model).
     """
-    hardware = configure(config.train, config.seed)
+    with configured(config.train, config.seed) as hardware:
+        return _train(config, hardware, log, callbacks, parent_run_id)
+
+
+def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id) -> TrainResult:
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     workdir = config.train.checkpoint_dir / config.name
     resume_id = _resumable_run(config, tracker, workdir)

@@ -38,7 +38,7 @@ from pipeline import plots, train
 from pipeline.callbacks import learning_rate_schedule
 from pipeline.config import ConfigError, ModelConfig, RunConfig
 from pipeline.data import make_datasets
-from pipeline.hardware import configure
+from pipeline.hardware import configured
 from pipeline.tracking import Run, Tracker
 from pipeline.tuner import FamilyHyperModel, declare_overrides, make_tuner
 
@@ -149,7 +149,11 @@ def run(config: RunConfig, log=print) -> TuneResult | None:
         return launch_local_cluster(config, log)
     if config.tune.overwrite and role is None:
         shutil.rmtree(_project(config), ignore_errors=True)
-    configure(config.train, config.seed)
+    with configured(config.train, config.seed):
+        return _search(config, role, log)
+
+
+def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     trial_data = make_datasets(
         config.data.model_copy(update={"max_examples": config.tune.trial_train_examples

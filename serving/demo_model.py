@@ -25,13 +25,18 @@ def _keras_classifier(height: int, width: int, channels: int, num_classes: int, 
     from keras import layers
 
     keras.utils.set_random_seed(seed)
+    # float32 whatever global policy the process has (a mixed-precision training run may
+    # have set one): TF Serving's JSON API cannot write bfloat16 or float16 outputs.
+    dtype = "float32"
     image = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
-    x = layers.Rescaling(1.0 / 255.0)(layers.Lambda(lambda t: tf.cast(t, "float32"))(image))
-    x = layers.Conv2D(8, 3, activation="relu")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(8, 3, activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    probabilities = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    x = layers.Lambda(lambda t: tf.cast(t, "float32"), dtype=dtype)(image)
+    x = layers.Rescaling(1.0 / 255.0, dtype=dtype)(x)
+    x = layers.Conv2D(8, 3, activation="relu", dtype=dtype)(x)
+    x = layers.MaxPooling2D(dtype=dtype)(x)
+    x = layers.Conv2D(8, 3, activation="relu", dtype=dtype)(x)
+    x = layers.GlobalAveragePooling2D(dtype=dtype)(x)
+    probabilities = layers.Dense(num_classes, activation="softmax", name="probabilities",
+                                 dtype=dtype)(x)
     return keras.Model(image, probabilities)
 
 

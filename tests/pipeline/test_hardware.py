@@ -40,10 +40,10 @@ def test_mixed_model_is_served_by_a_float32_copy_with_the_same_weights():
 
 def test_bfloat16_training_exports_a_float32_savedmodel(workdir, image_folder):
     config = load_config(None, tiny_overrides(image_folder, **{"train.mixed_precision": "bfloat16"}))
-    try:
-        result = train.run(config, log=lambda line: None)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy("float32")
+    result = train.run(config, log=lambda line: None)
+    # The stage gives the process back its policy: models built afterwards stay float32.
+    assert keras.mixed_precision.global_policy().name == "float32"
     loaded = tf.saved_model.load(str(result.export_path))
     outputs = loaded.signatures["serving_default"](image=tf.zeros([1, 12, 12, 1], tf.uint8))
     assert outputs["probabilities"].dtype == tf.float32

@@ -140,3 +140,18 @@ def test_text_models_export_with_a_string_input(tmp_path):
     assert set(loaded.signatures) == {"serving_default", "classify"}
     outputs = loaded.signatures["serving_default"](text=tf.constant(texts))
     assert outputs["probabilities"].shape == (4, 2)
+
+
+def test_demo_model_is_float32_under_a_mixed_precision_policy(tmp_path):
+    import keras
+
+    from serving.demo_model import export_demo_model, sample_pixels
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        version = export_demo_model(tmp_path / "demo", 1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    outputs = tf.saved_model.load(str(version)).signatures["serving_default"](
+        image=tf.constant(sample_pixels(2)))
+    assert outputs["probabilities"].dtype == tf.float32
