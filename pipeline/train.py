@@ -107,11 +107,16 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id)
 
 def finish(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,
            mlflow_run: Run, log=print) -> TrainResult:
-    """Evaluate a trained model, log insights, export and register it; return the result."""
-    metrics = _evaluate(model, data, mlflow_run)
+    """Evaluate a trained model, log insights, export and register it; return the result.
+
+    Everything after training uses the float32 serving copy, so the test metrics in MLflow
+    and the registry are those of the SavedModel that gets served.
+    """
+    serving_model = _serving_model(model, data, config, mlflow_run)
+    metrics = _evaluate(serving_model, data, mlflow_run)
     if config.train.insights:
-        log_insights(model, data, mlflow_run)
-    export_path, version = _export(model, data, config, tracker, mlflow_run, log)
+        log_insights(serving_model, data, mlflow_run)
+    export_path, version = _export(serving_model, data, config, tracker, mlflow_run, log)
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
                        experiment=config.tracking.experiment, metrics=metrics,
                        export_path=export_path, model_version=version, resumed=False)
@@ -219,6 +224,19 @@ def _evaluate(model: keras.Model, data: Datasets, mlflow_run: Run) -> dict[str, 
     return metrics
 
 
+def _serving_model(model: keras.Model, data: Datasets, config: RunConfig,
+                   mlflow_run: Run) -> keras.Model:
+    """Return the float32 model to evaluate and export (`model` itself unless mixed)."""
+    serving_model = serving_copy(model, lambda: get_family(config.model.family).build(
+        data.input_spec, data.num_classes, **config.model.params))
+    if serving_model is not model:  # trained in mixed precision: how far float32 moves it
+        sample_inputs, _ = data.examples("test", config.export.parity_examples)
+        difference = np.max(np.abs(np.asarray(model(sample_inputs, training=False), np.float32)
+                                   - np.asarray(serving_model(sample_inputs, training=False))))
+        mlflow_run.log_metrics({"export_float32_max_abs_diff": float(difference)})
+    return serving_model
+
+
 def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,
             mlflow_run: Run, log) -> tuple[Path | None, int | None]:
     """Stage, verify, log, register and publish the SavedModel; return (folder, version)."""
@@ -226,14 +244,8 @@ def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Trac
         return None, None
     count = max(config.export.parity_examples, *config.export.warmup_batch_sizes)
     sample_inputs, _ = data.examples("test", count)
-    serving_model = serving_copy(model, lambda: get_family(config.model.family).build(
-        data.input_spec, data.num_classes, **config.model.params))
-    if serving_model is not model:  # trained in mixed precision: how far float32 moves it
-        difference = np.max(np.abs(np.asarray(model(sample_inputs, training=False), np.float32)
-                                   - np.asarray(serving_model(sample_inputs, training=False))))
-        mlflow_run.log_metrics({"export_float32_max_abs_diff": float(difference)})
     staged = export.stage(
-        serving_model, model_dir=config.export.base_dir / config.name, model_name=config.name,
+        model, model_dir=config.export.base_dir / config.name, model_name=config.name,
         input_spec=data.input_spec, class_names=data.class_names, sample_inputs=sample_inputs,
         warmup_batch_sizes=config.export.warmup_batch_sizes,
         parity_tolerance=config.export.parity_tolerance)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models import InputSpec, get_family
 from pipeline import train
 from pipeline.config import load_config
+from pipeline.data import make_datasets
 from pipeline.hardware import configure, precision_for, serving_copy
 from tests.conftest import tiny_overrides
 
@@ -52,3 +54,11 @@ def test_bfloat16_training_exports_a_float32_savedmodel(workdir, image_folder):
     metrics = MlflowClient(tracking_uri=result.tracking_uri).get_run(result.run_id).data.metrics
     assert metrics["export_float32_max_abs_diff"] < 0.05
     assert metrics["export_parity_max_abs_diff"] <= 1e-4
+    # The metrics in MLflow are the served model's, not the bfloat16 training model's.
+    data = make_datasets(config.data, config.seed)
+    inputs, labels = data.examples("test", data.sizes["test"])
+    served = loaded.signatures["serving_default"](image=tf.constant(inputs))
+    assert metrics["test_accuracy"] == pytest.approx(
+        float(np.mean(served["class_id"].numpy() == labels)), abs=1e-6)
+    served_loss = keras.losses.sparse_categorical_crossentropy(labels, served["probabilities"])
+    assert metrics["test_loss"] == pytest.approx(float(np.mean(served_loss)), rel=1e-4)
