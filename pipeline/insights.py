@@ -53,14 +53,27 @@ def log_insights(model: keras.Model, data: Datasets, mlflow_run: Run) -> None:
 
 
 def gradient_norms(model: keras.Model, inputs: tf.Tensor, labels: tf.Tensor) -> dict[str, float]:
-    """Return the L2 norm of dLoss/dKernel for every layer with a kernel, input to output."""
-    kernels = [(layer.name, layer.kernel) for layer in model.layers
-               if getattr(layer, "kernel", None) is not None]
+    """Return the L2 norm of dLoss/dW per layer, input to output, over its weight matrices.
+
+    W is every kernel a layer has: a Dense or Conv kernel, a recurrent layer's input and
+    recurrent kernels (both directions when bidirectional), an embedding table. Biases and
+    normalisation scales are left out: they are not where the signal is multiplied.
+    """
+    matrices = {layer.name: [weight for weight in layer.trainable_weights
+                             if weight.path.rsplit("/", 1)[-1].endswith(("kernel", "embeddings"))]
+                for layer in model.layers}
+    matrices = {name: weights for name, weights in matrices.items() if weights}
+    flat = [weight for weights in matrices.values() for weight in weights]
     with tf.GradientTape() as tape:
         loss = model.compute_loss(x=inputs, y=labels, y_pred=model(inputs, training=False))
-    gradients = tape.gradient(loss, [kernel for _, kernel in kernels])
-    return {name: float(tf.norm(gradient)) for (name, _), gradient in zip(kernels, gradients)
-            if gradient is not None}
+    gradients = iter(tape.gradient(loss, flat))
+    norms = {}
+    for name, weights in matrices.items():
+        parts = [next(gradients) for _ in weights]
+        parts = [tf.convert_to_tensor(part) for part in parts if part is not None]
+        if parts:
+            norms[name] = float(tf.linalg.global_norm(parts))
+    return norms
 
 
 def _is_recurrent(layer: keras.layers.Layer) -> bool:
@@ -81,8 +94,9 @@ def gradient_through_time(model: keras.Model, recurrent: keras.layers.Layer,
                 tape.watch(x)
                 sequence = x
             x = layer(x, training=False)
-        loss = keras.losses.sparse_categorical_crossentropy(labels, x)
-    gradient = tape.gradient(tf.reduce_mean(loss), sequence)
+        # Inside the tape: an op outside it would cut the path from loss back to sequence.
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, x))
+    gradient = tape.gradient(loss, sequence)
     return tf.cast(tf.reduce_mean(tf.abs(gradient), axis=[0, 2]), tf.float32).numpy()
 
 

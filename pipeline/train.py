@@ -115,11 +115,21 @@ def finish(model: keras.Model, data: Datasets, config: RunConfig, tracker: Track
     serving_model = _serving_model(model, data, config, mlflow_run)
     metrics = _evaluate(serving_model, data, mlflow_run)
     if config.train.insights:
-        log_insights(serving_model, data, mlflow_run)
+        _log_insights(serving_model, data, mlflow_run, log)
     export_path, version = _export(serving_model, data, config, tracker, mlflow_run, log)
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
                        experiment=config.tracking.experiment, metrics=metrics,
                        export_path=export_path, model_version=version, resumed=False)
+
+
+def _log_insights(model: keras.Model, data: Datasets, mlflow_run: Run, log) -> None:
+    """Log the insight figures; a failure is a warning and a run tag, never a lost model."""
+    try:
+        log_insights(model, data, mlflow_run)
+    except Exception as error:  # diagnostics must not throw away a finished training
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        mlflow_run.set_tags({"insights_error": reason})
+        log(f"warning: insights not logged ({reason})")
 
 
 def _resumable_run(config: RunConfig, tracker: Tracker, workdir: Path) -> str | None:

@@ -54,6 +54,7 @@ def test_train_tracks_evaluates_exports_and_registers(workdir, image_folder):
                      "saved_model/saved_model.pb", "insights/gradient_flow.png",
                      "insights/representation_pca.png", "insights/activations.png"):
         assert expected in artifacts
+    assert "insights_error" not in run.data.tags
     assert run.inputs.dataset_inputs  # the data set, in MLflow's Datasets panel
     # Registry version == export folder.
     assert result.model_version == 1 and result.export_path == Path("saved_models/tiny/1")
@@ -169,3 +170,15 @@ def test_cli_missing_data_folder_fails_the_run(workdir, tmp_path):
     client = client_for(f"sqlite:///{workdir / 'mlruns/mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert run.info.status == "FAILED"
+
+
+def test_rnn_runs_log_the_gradient_through_time(workdir, image_folder):
+    overrides = tiny_overrides(image_folder, **{"name": "tiny_rnn", "model": {
+        "family": "rnn", "cell": "gru", "units": 8, "dense_units": 8}})
+    for key in ("model.family", "model.conv_blocks", "model.filters", "model.dense_units",
+                "model.learning_rate"):
+        overrides.pop(key)
+    result = train.run(load_config(None, overrides), log=lambda line: None)
+    client = client_for(result)
+    assert "insights_error" not in client.get_run(result.run_id).data.tags
+    assert "insights/gradient_through_time.png" in artifact_paths(client, result.run_id)
