@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, input_pb2, regression_pb2
 
 from serving.server import errors
 from serving.server.inference import CLASSIFY_METHOD, REGRESS_METHOD, fill_model_spec
 from serving.server.servable import DEFAULT_SIGNATURE, Servable
+from serving.server.tensors import dtype_enum
 
 
 def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:
@@ -79,6 +81,11 @@ def check_regression_signature(signature, method_check: bool) -> None:
         raise errors.invalid_argument(f"No regression outputs found in SignatureDef: {signature}")
 
 
+def _data_type_name(array: np.ndarray) -> str:
+    """Return TF's DataType_Name for an array's dtype, e.g. 'DT_DOUBLE'."""
+    return types_pb2.DataType.Name(dtype_enum(array))
+
+
 def _shape_string(array: np.ndarray) -> str:
     return "[" + ",".join(str(size) for size in array.shape) + "]"
 
@@ -95,7 +102,9 @@ def classification_result(outputs: Mapping[str, np.ndarray], num_examples: int, 
             )
         expected_type = "DT_STRING" if kind == "O" else "DT_FLOAT"
         if (kind == "O" and tensor.dtype != object) or (kind == "f" and tensor.dtype != np.float32):
-            raise errors.invalid_argument(f"Expected {name} Tensor of {expected_type}. Got: {tensor.dtype}")
+            raise errors.invalid_argument(
+                f"Expected {name} Tensor of {expected_type}. Got: {_data_type_name(tensor)}"
+            )
         if tensor.shape[0] != num_examples:
             raise errors.invalid_argument(
                 f"Expected {name} output batch size of {num_examples}. Got: {tensor.shape[0]}"
@@ -131,7 +140,7 @@ def regression_result(outputs: Mapping[str, np.ndarray], num_examples: int, resu
             f"Input batch size did not match output batch size: {num_examples} vs. {tensor.shape[0]}"
         )
     if tensor.dtype != np.float32:
-        raise errors.invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {tensor.dtype}")
+        raise errors.invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {_data_type_name(tensor)}")
     for value in tensor.ravel().tolist():
         result.regressions.add().value = value
 

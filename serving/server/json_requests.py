@@ -33,92 +33,97 @@ def _shape_text(shape) -> str:
     return "[" + ",".join(str(size) for size in shape) + "]"
 
 
-def _instance_tensor(name: str, items: list, dtype: int, lenient: bool) -> np.ndarray:
+def _is_named(value) -> bool:
+    """Return whether an "instances" element is an object of named inputs (not b64 data)."""
+    return isinstance(value, dict) and not is_base64_object(value)
+
+
+def _instance_tensor(items: list, dtype: int, lenient: bool) -> np.ndarray:
     """Return the batched tensor of one input across all instances (AddInstanceItem)."""
     fast = fast_array(items, dtype, lenient)
     first_shape = dense_shape(items[0])
     if fast is not None and list(fast.shape) == [len(items), *first_shape]:
         return fast
-    arrays, size, shape = [], None, None
+    arrays: list[np.ndarray] = []
     for item in items:
         array = json_to_array(item, dtype, lenient)
-        if size is None:
-            size, shape = array.size, array.shape
-        elif array.size != size:
-            raise errors.invalid_argument(f"Expecting tensor size: {size} but got: {array.size}")
-        elif array.shape != shape:
-            raise errors.invalid_argument(
-                f"Expecting shape {_shape_text(shape)} but got: {_shape_text(array.shape)}"
-            )
+        if arrays:
+            _check_like_first(arrays[0], array)
         arrays.append(array)
     return np.stack(arrays)
 
 
-def _instances(instances: list, infos: TensorInfoMap, lenient: bool) -> dict[str, np.ndarray]:
-    """Return the input tensors of a row-format ("instances") request."""
-    def is_named(value):
-        return isinstance(value, dict) and not is_base64_object(value)
+def _check_like_first(first: np.ndarray, array: np.ndarray) -> None:
+    if array.size != first.size:
+        raise errors.invalid_argument(f"Expecting tensor size: {first.size} but got: {array.size}")
+    if array.shape != first.shape:
+        raise errors.invalid_argument(
+            f"Expecting shape {_shape_text(first.shape)} but got: {_shape_text(array.shape)}"
+        )
 
+
+def _instances(instances: list, infos: TensorInfoMap, lenient: bool) -> dict[str, np.ndarray]:
+    """Return the input tensors of a row-format ("instances") request.
+
+    Tensors are built one input at a time (fast); only when that fails does
+    `_instances_error` walk the request in TF Serving's order to report its first error.
+    """
     if not isinstance(instances[0], dict) and len(infos) > 1:
         raise errors.invalid_argument(
             "instances is a plain list, but expecting list of objects as multiple input tensors "
             "required as per tensorinfo_map"
         )
-    named = is_named(instances[0])
-    names = sorted(infos)
-    for index, element in enumerate(instances):
-        if named and not is_named(element):
-            raise errors.invalid_argument(f"Expecting object but got list at item {index} of input list")
-        if not named and is_named(element):
-            raise errors.invalid_argument(
-                f"Expecting value/list but got object at item {index} of input list"
-            )
-        if named:
-            for key in element:
-                if key not in infos:
-                    raise errors.invalid_argument(
-                        f"Failed to process element: {index} key: {key} of 'instances' list. "
-                        f"Error: INVALID_ARGUMENT: JSON object: does not have named input: {key}"
-                    )
-            if sorted(element) != names:
-                raise errors.invalid_argument(
-                    f"Failed to process element: {index} of 'instances' list. JSON object: "
-                    f"{debug_string(element)} keys must be equal to: {','.join(names)}"
-                )
-    if not named:
-        name = next(iter(infos))
-        return {name: _wrap_element_error(name, instances, infos[name].dtype, lenient, None)}
-    return {
-        name: _wrap_element_error(name, [element[name] for element in instances],
-                                  infos[name].dtype, lenient, name)
-        for name in names
-    }
-
-
-def _wrap_element_error(name, items, dtype, lenient, key) -> np.ndarray:
-    """Return the batched tensor, prefixing errors with the failing element as TF does."""
-    try:
-        return _instance_tensor(name, items, dtype, lenient)
-    except errors.ServingError as error:
-        index = _first_bad_element(items, dtype, lenient)
-        where = f"{index} key: {key}" if key is not None else f"{index}"
-        raise errors.invalid_argument(
-            f"Failed to process element: {where} of 'instances' list. Error: {error.status_string()}"
-        ) from None
-
-
-def _first_bad_element(items, dtype, lenient) -> int:
-    size = shape = None
-    for index, item in enumerate(items):
+    named, names = _is_named(instances[0]), sorted(infos)
+    if all(_is_named(element) == named and (not named or sorted(element) == names) for element in instances):
         try:
-            array = json_to_array(item, dtype, lenient)
-        except errors.ServingError:
-            return index
-        if size is None:
-            size, shape = array.size, array.shape
-        elif array.size != size or array.shape != shape:
-            return index
-    return len(items) - 1
+            if not named:
+                name = next(iter(infos))
+                return {name: _instance_tensor(instances, infos[name].dtype, lenient)}
+            return {name: _instance_tensor([element[name] for element in instances], infos[name].dtype,
+                                           lenient) for name in names}
+        except errors.ServingError as error:
+            raise _instances_error(instances, infos, lenient) or error from None
+    raise _instances_error(instances, infos, lenient)  # finds the element that does not fit
+
+
+def _instances_error(instances: list, infos: TensorInfoMap, lenient: bool) -> errors.ServingError | None:
+    """Return the error TF Serving reports for a bad "instances" list (None if it finds none).
+
+    FillTensorMapFromInstancesList converts element after element and, inside an object,
+    member after member in document order, so that order decides which error is reported.
+    """
+    named = _is_named(instances[0])
+    firsts: dict[str, np.ndarray] = {}
+    for index, element in enumerate(instances):
+        if named != _is_named(element):
+            found, expected = ("list", "object") if named else ("object", "value/list")
+            return errors.invalid_argument(f"Expecting {expected} but got {found} at item {index} of input list")
+        members = element.items() if named else [(next(iter(infos)), element)]
+        for name, value in members:
+            try:
+                _add_instance_item(name, value, infos, firsts, lenient)
+            except errors.ServingError as error:
+                where = f"{index} key: {name}" if named else f"{index}"
+                return errors.invalid_argument(
+                    f"Failed to process element: {where} of 'instances' list. Error: {error.status_string()}"
+                )
+        if named and sorted(element) != sorted(infos):
+            return errors.invalid_argument(
+                f"Failed to process element: {index} of 'instances' list. JSON object: "
+                f"{debug_string(element)} keys must be equal to: {','.join(sorted(infos))}"
+            )
+    return None
+
+
+def _add_instance_item(name: str, value, infos: TensorInfoMap, firsts: dict, lenient: bool) -> None:
+    """Convert one input of one instance, checking it against that input's first instance."""
+    if name not in infos:
+        raise errors.invalid_argument(f"JSON object: does not have named input: {name}")
+    array = json_to_array(value, infos[name].dtype, lenient)
+    if name in firsts:
+        _check_like_first(firsts[name], array)
+    else:
+        firsts[name] = array
 
 
 def _columnar(inputs, infos: TensorInfoMap, lenient: bool) -> dict[str, np.ndarray]:
@@ -226,8 +231,11 @@ def example_from_json(value, example: example_pb2.Example) -> None:
         example.features.feature[name].CopyFrom(feature)
 
 
-def parse_examples(body: bytes, method: str) -> tuple[str, input_pb2.Input]:
-    """Return (signature_name, Input proto) for a :classify or :regress body."""
+def parse_examples(body: bytes) -> tuple[str, input_pb2.Input]:
+    """Return (signature_name, Input proto) for a :classify or :regress body.
+
+    TF Serving's message for a missing "examples" says "classify" for :regress too.
+    """
     document = parse_document(body)
     signature_name = signature_name_of(document)
     model_input = input_pb2.Input()
@@ -237,7 +245,7 @@ def parse_examples(body: bytes, method: str) -> tuple[str, input_pb2.Input]:
     examples = document.get("examples")
     if "examples" not in document:
         raise errors.invalid_argument(
-            f"JSON Value: {debug_string(document)} When method is {method}, key 'examples' is "
+            f"JSON Value: {debug_string(document)} When method is classify, key 'examples' is "
             "expected and was not found"
         )
     if not isinstance(examples, list):

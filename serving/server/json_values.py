@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 
 import numpy as np
 import orjson
 from tensorflow.core.framework import types_pb2
 
-from serving.server import errors
+from serving.server import errors, json_reader
 from serving.server.json_writer import debug_string
 from serving.server.tensors import MAX_RANK, dtype_name, numpy_dtype
 
@@ -30,52 +29,23 @@ _INT_RANGES = {
     types_pb2.DT_UINT64: (0, 2**64 - 1),
 }
 _FLOATS = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
-# Python's json messages mapped onto RapidJSON's GetParseError_En wording.
-_PARSE_ERRORS = (
-    ("Expecting value", "Invalid value."),
-    ("Unterminated string", "Missing a closing quotation mark in string."),
-    ("Expecting property name", "Missing a name for object member."),
-    ("Expecting ':'", "Missing a colon after a name of object member."),
-    ("Invalid control character", "Invalid encoding in string."),
-    ("Invalid \\escape", "Invalid escape character in string."),
-)
 
 
 def parse_document(body: bytes) -> dict:
     """Return the request's top-level JSON object, or TF Serving's parse error.
 
-    Like RapidJSON with kParseNanAndInfFlag and kParseStopWhenDoneFlag, NaN/Infinity are
-    accepted and anything after the first complete value is ignored.
+    orjson parses strict JSON fast; anything it refuses (NaN/Infinity, trailing bytes, deep
+    nesting, bytes that are not UTF-8, malformed text) goes to `json_reader`, which accepts
+    and rejects exactly what RapidJSON does, with its messages.
     """
     if not body:
         raise errors.invalid_argument("JSON Parse error: The document is empty")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        document = _lenient_parse(body)
+        document = json_reader.parse(body)
     if not isinstance(document, dict):
         raise errors.invalid_argument(f"JSON Value: {debug_string(document)} Is not object")
-    return document
-
-
-def _lenient_parse(body: bytes):
-    text = body.decode("utf-8", "surrogateescape")
-    stripped = text.lstrip()
-    offset = len(text) - len(stripped)
-    if not stripped:
-        raise errors.invalid_argument(f"JSON Parse error: The document is empty. at offset: {offset}")
-    try:
-        document, _ = json.JSONDecoder().raw_decode(stripped)
-    except json.JSONDecodeError as error:
-        message = next((rapid for python, rapid in _PARSE_ERRORS if error.msg.startswith(python)),
-                       "Missing a comma or a closing bracket.")
-        raise errors.invalid_argument(
-            f"JSON Parse error: {message} at offset: {offset + error.pos}"
-        ) from None
-    except RecursionError:
-        raise errors.invalid_argument(
-            "JSON Parse error: The document is nested too deeply. at offset: 0"
-        ) from None
     return document
 
 

@@ -160,25 +160,40 @@ class PrettyWriter:
         return sum(len(part) for part in self._parts)
 
 
-def write_value(writer: PrettyWriter, value, limit: int | None = None) -> bool:
-    """Write a parsed JSON value (dict/list/str/number/bool/None); False once over `limit`."""
-    if limit is not None and writer.size() >= limit:
+def write_value(writer: PrettyWriter, value, limit: int) -> bool:
+    """Write a parsed JSON value as RapidJSON's Value::Accept does; False once it stops.
+
+    Like TF Serving's JsonWriterWithLimit, every event (value, key, end of container) is
+    refused once `limit` bytes are written, and a NaN or infinity ends the output (RapidJSON's
+    Writer cannot write them without kWriteNanAndInfFlag).
+    """
+    if writer.size() >= limit:
         return False
     if isinstance(value, dict):
         writer.start_object()
         for name, item in value.items():
+            if writer.size() >= limit:
+                return False
             writer.key(name)
             if not write_value(writer, item, limit):
                 return False
-        writer.end_object()
     elif isinstance(value, list):
         writer.start_array()
         for item in value:
             if not write_value(writer, item, limit):
                 return False
-        writer.end_array()
+    elif isinstance(value, float) and not math.isfinite(value):
+        writer.raw(b"")
+        return False
     else:
         writer.raw(scalar_token(value))
+        return True
+    if writer.size() >= limit:
+        return False
+    if isinstance(value, dict):
+        writer.end_object()
+    else:
+        writer.end_array()
     return True
 
 
@@ -193,12 +208,39 @@ def scalar_token(value) -> bytes:
     if isinstance(value, str):
         return quote(value)
     if isinstance(value, float):
-        if math.isnan(value):
-            return b"NaN"
-        if math.isinf(value):
-            return b"-Infinity" if value < 0 else b"Infinity"
-        return repr(value).encode()
+        return _rapidjson_double(value).encode()
     return str(value).encode()
+
+
+def _rapidjson_double(value: float) -> str:
+    """Return a finite double as RapidJSON's Writer prints it (internal/dtoa.h: Prettify).
+
+    Shortest round-trip digits, like Python's repr, but laid out differently: plain
+    decimals up to 21 integer digits ('1e+17' is '100000000000000000.0'), '0.00001' down to
+    1e-6, and exponents without '+' or leading zeros ('1e-7', '1.5e300').
+    """
+    if value == 0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, exponent = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    power = int(exponent or 0) - len(fraction)  # value == int(digits) * 10**power
+    stripped = digits.rstrip("0")
+    power += len(digits) - len(stripped)
+    digits, length = stripped, len(stripped)
+    point = length + power  # where the decimal point falls in `digits`
+    if 0 <= power and point <= 21:
+        text = digits + "0" * power + ".0"
+    elif 0 < point <= 21:
+        text = digits[:point] + "." + digits[point:]
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + digits
+    elif length == 1:
+        text = f"{digits}e{point - 1}"
+    else:
+        text = f"{digits[0]}.{digits[1:]}e{point - 1}"
+    return sign + text
 
 
 def debug_string(value, limit: int = 256) -> str:

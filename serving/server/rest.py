@@ -50,11 +50,21 @@ class RestResult:
     code: str = "OK"
 
 
+def _match_path(method: str, path: str) -> re.Match | None:
+    """Return the match of the path pattern for this method (POST or GET), else None."""
+    pattern = _PREDICT_PATH if method == "POST" else _STATUS_PATH if method == "GET" else None
+    return pattern.fullmatch(path) if pattern else None
+
+
 def _proto_json(message) -> str:
-    """Return a proto as TF Serving's JSON printer writes it (1-space indent, all fields)."""
+    """Return a proto as TF Serving's JSON printer writes it (1-space indent, all fields).
+
+    protobuf's C++ MessageToJsonString ends the text with a newline when add_whitespace is
+    set, so even the pieces of the metadata answer end with one.
+    """
     as_dict = json_format.MessageToDict(message, always_print_fields_with_no_presence=True,
                                         preserving_proto_field_name=True)
-    return json.dumps(_in_tf_order(message.DESCRIPTOR, as_dict), indent=1)
+    return json.dumps(_in_tf_order(message.DESCRIPTOR, as_dict), indent=1) + "\n"
 
 
 def _in_tf_order(descriptor, value):
@@ -101,20 +111,31 @@ class RestHandler:
 
     def process(self, method: str, raw_path: str, body: bytes) -> RestResult:
         """Return the response for one /v1/... request (never raises)."""
-        model_name = api = ""
+        model_name, api = self.labels(method, raw_path)
         try:
-            model_name, api, output = self._dispatch(method, raw_path, body)
-            return RestResult(200, output, model_name, api)
+            return RestResult(200, self._dispatch(method, raw_path, body), model_name, api)
         except Exception as failure:
             error = errors.from_exception(failure)
             if not isinstance(failure, errors.ServingError):
                 log.exception("REST %s %s failed unexpectedly", method, raw_path)
             return RestResult(error.http_status, error_body(error.message), model_name, api, error.code_name)
 
-    def _dispatch(self, method: str, path: str, body: bytes) -> tuple[str, str, bytes]:
+    @staticmethod
+    def labels(method: str, path: str) -> tuple[str, str]:
+        """Return the (model_name, API) labels TF Serving gives a REST request's metrics.
+
+        The model name is taken from the path whenever it matches the API's pattern, even if
+        the request then fails; API is the verb of a POST and '' for anything else.
+        """
+        match = _match_path(method, path)
+        if match is None:
+            return "", ""
+        name = unquote(match.group(1)) if match.group(1) else ""
+        return name, match.group(4) if method == "POST" else ""
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> bytes:
         malformed = errors.invalid_argument(f"Malformed request: {method} {path}")
-        pattern = _PREDICT_PATH if method == "POST" else _STATUS_PATH if method == "GET" else None
-        match = pattern.fullmatch(path) if pattern else None
+        match = _match_path(method, path)
         if match is None:
             raise malformed
         name, version, label, verb = match.groups()
@@ -124,12 +145,12 @@ class RestHandler:
             handlers = {"predict": self._predict, "classify": self._classify, "regress": self._regress}
             if verb not in handlers:
                 raise malformed
-            return name, verb, handlers[verb](spec, body)
+            return handlers[verb](spec, body)
         if not name:
             raise errors.invalid_argument("Missing model name in request.")
         if verb == "metadata":
-            return name, "metadata", self._metadata(spec)
-        return name, "status", _proto_json(self.manager.model_status(spec)).encode()
+            return self._metadata(spec)
+        return _proto_json(self.manager.model_status(spec)).encode()
 
     @staticmethod
     def _model_spec(name: str, version: str | None, label: str | None) -> model_pb2.ModelSpec:
@@ -172,7 +193,7 @@ class RestHandler:
     def _run_examples(self, verb: str, spec: model_pb2.ModelSpec, body: bytes) -> bytes:
         """Return the body of a :classify or :regress call (JSON -> request proto -> JSON)."""
         request_class, run, respond = _EXAMPLE_APIS[verb]
-        signature_name, model_input = json_requests.parse_examples(body, verb)
+        signature_name, model_input = json_requests.parse_examples(body)
         request = request_class(model_spec=spec, input=model_input)
         request.model_spec.signature_name = signature_name
         response = run(self.manager.resolve(spec), request, method_check=self.method_check)

@@ -107,7 +107,7 @@ def test_multiple_named_tensor_errors():
 def test_examples_with_context_and_feature_kinds():
     signature, model_input = json_requests.parse_examples(
         b'{"signature_name": "c", "context": {"lang": "en"}, '
-        b'"examples": [{"x": 1.5, "n": [1, 2], "b": {"b64": "aGk="}, "t": true}]}', "classify")
+        b'"examples": [{"x": 1.5, "n": [1, 2], "b": {"b64": "aGk="}, "t": true}]}')
     assert signature == "c"
     listed = model_input.example_list_with_context
     assert listed.context.features.feature["lang"].bytes_list.value == [b"en"]
@@ -117,11 +117,11 @@ def test_examples_with_context_and_feature_kinds():
     assert feature["b"].bytes_list.value == [b"hi"]
     assert feature["t"].int64_list.value == [1]
     with pytest.raises(ServingError, match="Unexpected element type in feature: n expecting type: int64"):
-        json_requests.parse_examples(b'{"examples": [{"n": [1, 2.5]}]}', "regress")
+        json_requests.parse_examples(b'{"examples": [{"n": [1, 2.5]}]}')
     with pytest.raises(ServingError, match="has uint64_t element"):
-        json_requests.parse_examples(b'{"examples": [{"n": 18446744073709551615}]}', "regress")
+        json_requests.parse_examples(b'{"examples": [{"n": 18446744073709551615}]}')
     with pytest.raises(ServingError, match="key 'examples' is expected and was not found"):
-        json_requests.parse_examples(b"{}", "classify")
+        json_requests.parse_examples(b"{}")
 
 
 # --------------------------------------------------------------------------------- responses
