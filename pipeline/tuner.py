@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +22,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
 
 from models.spec import InputSpec
 from pipeline.config import ConfigError
@@ -85,6 +87,26 @@ def resident_megabytes() -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
+@contextmanager
+def released_custom_gradients() -> Iterator[None]:
+    """Drop the gradient functions TensorFlow registers while the block traces, at its end.
+
+    Keras' TF optimizer all-reduces gradients through tf.distribute even on one replica, and
+    that all_reduce is a tf.custom_gradient: each traced train step registers a gradient
+    function in TF's global registry that is never removed and keeps the whole traced graph
+    alive (about 20 MiB per trial for the default CNN; tensorflow#61791). The backward pass
+    was built inside the trace, so once the fit has ended nothing looks these entries up.
+    """
+    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry or ())
+    try:
+        yield
+    finally:
+        for name in [name for name in registry or () if name not in before]:
+            if name.startswith("CustomGradient-"):
+                del registry[name]
+
+
 class TrackedTrials:
     """Mixin placed before a KerasTuner Tuner class; see the module docstring."""
 
@@ -147,7 +169,8 @@ class TrackedTrials:
             kwargs["callbacks"].append(schedule)
         kwargs["callbacks"].append(MetricsCallback(run, prefix=prefix))
         try:
-            super()._build_and_fit_model(trial, *args, **kwargs)
+            with released_custom_gradients():
+                super()._build_and_fit_model(trial, *args, **kwargs)
         except tf.errors.ResourceExhaustedError as error:
             raise kt.errors.FailedTrialError(f"out of memory: {error.message[:300]}") from error
         losses = [value for _, value in run.metric_history(prefix + "loss")]

@@ -198,3 +198,40 @@ def test_margin_decides():
     assert promote.decide(0.93, 0.92, 0.0)[0]
     assert not promote.decide(0.925, 0.92, 0.01)[0]
     assert not promote.decide(0.92, 0.92, 0.0)[0]
+
+
+def _traced_train_steps() -> int:
+    import gc
+
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    gc.collect()
+    return sum(1 for item in gc.get_objects()
+               if isinstance(item, FuncGraph) and item.name == "one_step_on_data")
+
+
+def test_a_finished_trial_leaves_no_traced_graph_behind():
+    """What keeps trial memory flat: a trial's traced train step dies with its model."""
+    import keras
+    import numpy as np
+
+    from models import InputSpec, get_family
+    from pipeline.tuner import released_custom_gradients
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 12, 12, 1), dtype=np.uint8)
+    labels = np.arange(32) % 3
+
+    def fit_one_model():
+        model = get_family("cnn").build(InputSpec.image(12, 12, 1), 3, **get_family("cnn").TINY)
+        model.fit(pixels, labels, batch_size=16, epochs=1, verbose=0)
+
+    keras.backend.clear_session()
+    before = _traced_train_steps()
+    fit_one_model()
+    keras.backend.clear_session()
+    leaked = _traced_train_steps()
+    assert leaked > before  # TensorFlow's gradient registry keeps the traces alive
+    with released_custom_gradients():
+        fit_one_model()
+    keras.backend.clear_session()
+    assert _traced_train_steps() == leaked  # the released trial left nothing behind
