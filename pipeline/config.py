@@ -54,6 +54,7 @@ class DataConfig(Section):
     batch_size: Annotated[int, Field(ge=1)] = 128
     shuffle_buffer: Annotated[int, Field(ge=1)] = 60_000
     cache: bool = True
+    autotune: bool = False  # tf.data autotuning; off: see pipeline/data.py for why
     max_examples: Annotated[int, Field(ge=1)] | None = None  # per split, for smoke runs
     download: bool = True  # let TFDS download when its host answers
     vocabulary_size: Annotated[int, Field(ge=2)] = 20_000  # text: most frequent tokens kept

@@ -4,6 +4,13 @@ Order per split: source (decode, parallel map) -> cache -> shuffle(seed) -> batc
 prefetch, prefetch last. Decoding happens before the cache so that it runs once, not once
 per epoch; normalisation and augmentation are layers of the model, not steps here, so the
 SavedModel takes the same raw input the pipeline feeds.
+
+tf.data autotuning is off unless `data.autotune` asks for it. Keras makes a new iterator
+every epoch, and in TF 2.21 dropping the old one waits for the autotuning thread to wake
+from its timed sleep, which doubles up to tens of seconds: on 2 cores, a third of the
+epochs of `make train` sat idle for ~20 s. After the cache there is nothing to tune
+(shuffle and batch), so parallel steps use one call per core and prefetch keeps
+PREFETCH_BATCHES batches ready.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from pipeline.config import DataConfig
 from pipeline.sources import SOURCES, DataError, Source, Split
 
 __all__ = ["DataError", "Datasets", "make_datasets", "run"]
+
+PREFETCH_BATCHES = 2  # one batch in the model's hands, the next one ready
 
 
 @dataclass(frozen=True)
@@ -83,9 +92,13 @@ def _pipeline(split: Split, source: Source, config: DataConfig, seed: int,
     if training:
         buffer = min(config.shuffle_buffer, split.size)
         examples = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    # With autotuning off, AUTOTUNE parallelism means one call per core, not a tuned value.
     batched = examples.batch(config.batch_size, num_parallel_calls=tf.data.AUTOTUNE,
                              deterministic=True)
-    return batched.prefetch(tf.data.AUTOTUNE)
+    prefetched = batched.prefetch(tf.data.AUTOTUNE if config.autotune else PREFETCH_BATCHES)
+    options = tf.data.Options()
+    options.autotune.enabled = config.autotune
+    return prefetched.with_options(options)
 
 
 def make_datasets(config: DataConfig, seed: int) -> Datasets:

@@ -18,8 +18,11 @@ def test_bench_train_writes_comparable_figures(workdir, image_folder):
                 "plain_fit_examples_per_second"):
         assert result[key] > 0
     assert [len(v) for v in result["epoch_seconds"].values()] == [2, 2]
+    fastest = result["fastest_epoch_examples_per_second"]
+    assert fastest["plain_fit"] >= result["plain_fit_examples_per_second"]
+    assert fastest["train_path"] >= result["train_path_examples_per_second"]
     table = (workdir / "results/bench_train_tiny.md").read_text()
-    assert "plain `model.fit` on NumPy arrays" in table and "% vs plain" in table
+    assert "plain `model.fit` on NumPy arrays" in table and "% fastest, vs plain" in table
 
 
 def test_bench_tune_reports_memory_after_every_trial(workdir, image_folder):

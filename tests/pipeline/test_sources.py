@@ -124,3 +124,12 @@ def test_text_folder_learns_its_vocabulary_from_train(tmp_path):
     assert data.input_spec.kind == "text" and "review" in data.input_spec.vocabulary
     texts, _ = next(iter(data.train))
     assert texts.dtype.name == "string"
+
+
+@pytest.mark.parametrize("autotune", [False, True])
+def test_pipelines_autotune_only_when_asked(image_folder, autotune):
+    config = load_config(None, tiny_overrides(image_folder, **{"data.autotune": autotune}))
+    data = make_datasets(config.data, config.seed)
+    for split in (data.train, data.validation, data.test):
+        assert split.options().autotune.enabled is autotune
+    assert len(list(data.train)) == -(-data.sizes["train"] // config.data.batch_size)
