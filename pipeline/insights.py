@@ -106,7 +106,7 @@ def _bar_figure(norms: dict[str, float]):
     axis.set_xticks(range(len(norms)), list(norms), rotation=45, ha="right")
     axis.set_yscale("log")
     axis.set_ylabel("‖∂loss/∂W‖ (log)")
-    axis.set_title("Backpropagation: gradient reaching each layer (input → output)")
+    axis.set_title("Backpropagation: the gradient reaching each layer\n(input → output)")
     figure.tight_layout()
     return figure
 
