@@ -45,10 +45,11 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class RunState:
-    """The MLflow run a checkpoint folder belongs to, and the config that made it."""
+    """The MLflow run a checkpoint folder belongs to, the config that made it, its parent."""
 
     run_id: str
     fingerprint: str
+    parent_run_id: str | None = None
 
     @classmethod
     def load(cls, folder: Path) -> RunState | None:
@@ -76,7 +77,7 @@ def run(config: RunConfig, log=print, callbacks: Sequence[keras.callbacks.Callba
 def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id) -> TrainResult:
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     workdir = config.train.checkpoint_dir / config.name
-    resume_id = _resumable_run(config, tracker, workdir)
+    resume_id = _resumable_run(config, tracker, workdir, parent_run_id)
     if resume_id is None:
         shutil.rmtree(workdir, ignore_errors=True)
     check_version_free(config, tracker)
@@ -84,7 +85,7 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id)
             "config_fingerprint": config.fingerprint()}
     with tracker.run(config.name, resume_run_id=resume_id, parent_run_id=parent_run_id,
                      tags=tags) as mlflow_run:
-        RunState(mlflow_run.run_id, config.fingerprint()).save(workdir)
+        RunState(mlflow_run.run_id, config.fingerprint(), parent_run_id).save(workdir)
         log(f"MLflow run {mlflow_run.run_id} ({'resumed' if resume_id else 'new'}) "
             f"in {tracker.tracking_uri}")
         if resume_id is None:
@@ -132,9 +133,16 @@ def _log_insights(model: keras.Model, data: Datasets, mlflow_run: Run, log) -> N
         log(f"warning: insights not logged ({reason})")
 
 
-def _resumable_run(config: RunConfig, tracker: Tracker, workdir: Path) -> str | None:
+def _resumable_run(config: RunConfig, tracker: Tracker, workdir: Path,
+                   parent_run_id: str | None = None) -> str | None:
+    """The run a killed training left in `workdir`, if this one continues it.
+
+    It must come from the same config and belong to the same parent: a new sweep's
+    retraining never continues an abandoned sweep's.
+    """
     state = RunState.load(workdir)
-    if not (config.train.resume and state and state.fingerprint == config.fingerprint()):
+    if not (config.train.resume and state and state.fingerprint == config.fingerprint()
+            and state.parent_run_id == parent_run_id):
         return None
     return state.run_id if tracker.resumable(state.run_id) else None
 

@@ -40,7 +40,7 @@ from pipeline.config import ConfigError, ModelConfig, RunConfig
 from pipeline.data import make_datasets
 from pipeline.hardware import configured
 from pipeline.tracking import Run, Tracker
-from pipeline.tuner import FamilyHyperModel, declare_overrides, make_tuner
+from pipeline.tuner import FamilyHyperModel, declare_overrides, make_tuner, shown
 
 PARENT_ENV = "TFPIPE_PARENT_RUN_ID"
 SWEEP_TAG = "sweep.name"
@@ -211,8 +211,8 @@ def _table(rows: list[dict[str, Any]], objective: str) -> str:
     header = [objective if column == "score" else column for column in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{row.get(c):.4f}" if isinstance(row.get(c), float) else str(row.get(c, ""))
-                 for c in columns]
+        cells = [f"{row[c]:.4f}" if c == "score" and row[c] is not None
+                 else shown(row.get(c, "")) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -235,7 +235,8 @@ def _conclude(config: RunConfig, tuner, tracker: Tracker, parent: Run, log) -> T
     parent.log_params({f"best.{name}": value for name, value in values.items()})
     parent.log_metrics({f"best_{objective}": best.score, "trials": len(rows)})
     parent.set_tags({"best_trial": best.trial_id})
-    log(f"best trial {best.trial_id}: {objective} {best.score:.4f} | {values}")
+    shown_values = ", ".join(f"{name}={shown(value)}" for name, value in values.items())
+    log(f"best trial {best.trial_id}: {objective} {best.score:.4f} | {shown_values}")
     final = _final_model(config, tuner, values, tracker, parent, log)
     if final.model_version is not None:
         tracker.set_alias(config.name, "challenger", final.model_version)
@@ -252,8 +253,11 @@ def _final_model(config: RunConfig, tuner, values: dict[str, Any], tracker: Trac
     params = {**config.model.params, **values}
     best_config = config.model_copy(update={
         "model": ModelConfig.model_validate({"family": config.model.family, **params}),
+        # Its backup lives with the sweep's project: OVERWRITE=1 removes it with the search,
+        # and it never touches a `make train` of the same name under train.checkpoint_dir.
         "train": config.train.model_copy(update={
-            "epochs": config.tune.retrain_epochs or config.train.epochs})})
+            "epochs": config.tune.retrain_epochs or config.train.epochs,
+            "checkpoint_dir": _project(config) / "final"})})
     if config.tune.final == "retrain":
         log(f"retraining the best model for {best_config.train.epochs} epochs on the full data")
         return train.run(best_config, log=log, parent_run_id=parent.run_id)

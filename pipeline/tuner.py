@@ -81,6 +81,11 @@ class FamilyHyperModel(kt.HyperModel):
                                         **self.fixed, **extra)
 
 
+def shown(value: Any) -> str:
+    """A hyperparameter value as people read it: 0.3, not KerasTuner's 0.30000000000000004."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def resident_megabytes() -> float:
     """Return this process's resident memory (VmRSS) in MiB."""
     match = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
@@ -136,7 +141,7 @@ class TrackedTrials:
             run.log_params(trial.hyperparameters.values)
         self.trial_runs[trial.trial_id] = run
         self._executions[trial.trial_id] = 0
-        values = " ".join(f"{k}={v}" for k, v in trial.hyperparameters.values.items()
+        values = " ".join(f"{k}={shown(v)}" for k, v in trial.hyperparameters.values.items()
                           if not k.startswith("tuner/"))
         self.log(f"trial {trial.trial_id} {'resumed' if existing else 'started'} "
                  f"[{self.tuner_id}]: {values}")

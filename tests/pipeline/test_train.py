@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from pipeline import train
 from pipeline.config import load_config
 from pipeline.sources import DataError
+from pipeline.tracking import Tracker
 from serving.export import ExportError
 from tests.conftest import tiny_overrides
 
@@ -114,6 +115,21 @@ def test_changed_config_starts_a_new_run(workdir, image_folder):
         train.run(config, log=lambda line: None, callbacks=[InterruptAfter(1)])
     changed = load_config(None, tiny_overrides(image_folder, **{"model.filters": 6}))
     assert not train.run(changed, log=lambda line: None).resumed
+
+
+def test_a_killed_run_is_continued_only_under_its_own_parent(workdir, image_folder):
+    # A sweep started afresh (OVERWRITE=1) must not continue the abandoned sweep's retraining.
+    config = load_config(None, tiny_overrides(image_folder, **{"train.epochs": 3}))
+    tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
+    abandoned, fresh = (tracker.open_run(name) for name in ("sweep-old", "sweep-new"))
+    with pytest.raises(KeyboardInterrupt):
+        train.run(config, log=lambda line: None, callbacks=[InterruptAfter(1)],
+                  parent_run_id=abandoned.run_id)
+    result = train.run(config, log=lambda line: None, parent_run_id=fresh.run_id)
+    assert not result.resumed
+    run = client_for(result).get_run(result.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == fresh.run_id
+    assert steps(client_for(result), result.run_id, "epoch_seconds") == [1, 2, 3]
 
 
 def test_corrupt_data_fails_the_run_and_exports_nothing(workdir, image_folder):

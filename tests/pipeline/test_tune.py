@@ -42,7 +42,15 @@ def runs_of(mlflow: MlflowClient) -> list:
 
 def test_sweep_is_one_parent_run_with_a_child_per_trial(workdir, image_folder):
     config = load_config(None, sweep_overrides(image_folder))
-    result = tune.run(config, log=lambda line: None)
+    killed_train = workdir / "checkpoints/tiny/run.json"  # a `make train` of the same name
+    killed_train.parent.mkdir(parents=True)
+    killed_train.write_text('{"run_id": "elsewhere", "fingerprint": "x"}')
+    lines: list[str] = []
+    result = tune.run(config, log=lines.append)
+    printed = "\n".join(lines)
+    for trial_id in "012":  # a progress line per trial, then the table of trials
+        assert f"trial {trial_id} started [" in printed and f"trial {trial_id} completed" in printed
+    assert "| trial | status | val_accuracy |" in printed and "best trial" in printed
     mlflow = client(workdir)
     parent = mlflow.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.name"] == "tiny"
@@ -64,6 +72,7 @@ def test_sweep_is_one_parent_run_with_a_child_per_trial(workdir, image_folder):
     version = mlflow.get_model_version_by_alias("tiny", "challenger")
     assert int(version.version) == result.final.model_version
     assert (workdir / f"saved_models/tiny/{version.version}/saved_model.pb").exists()
+    assert killed_train.exists()  # the retraining kept its backup under tuning/tiny/final
     # The same command again finds the sweep finished and does nothing.
     assert tune.run(config, log=lambda line: None) is None
     assert len(runs_of(mlflow)) == len(children) + 1
@@ -192,6 +201,11 @@ def test_promotion_moves_champion_only_when_the_challenger_is_better(workdir, im
     assert not third.promoted and third.champion_after == strong
     assert int(tracker_client.get_model_version_by_alias("tiny", "champion").version) == strong
     assert worse == third.challenger
+
+
+def test_hyperparameter_values_are_shown_as_people_read_them():
+    assert tune.shown(0.1 + 0.2) == "0.3" and tune.shown(0.0035486885) == "0.003549"
+    assert tune.shown(32) == "32" and tune.shown("relu") == "relu" and tune.shown(True) == "True"
 
 
 def test_margin_decides():
