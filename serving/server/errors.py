@@ -6,6 +6,8 @@ HTTP status exactly as TF Serving's http_server.cc does.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 # TF Serving's ToHTTPStatusCode (model_servers/http_server.cc).
@@ -107,5 +109,33 @@ def from_exception(error: BaseException) -> ServingError:
     error_code = getattr(error, "error_code", None)
     message = getattr(error, "message", None) or str(error) or type(error).__name__
     if isinstance(error_code, int):
-        return ServingError(code_from_number(error_code), message)
+        return ServingError(code_from_number(error_code), kernel_message(message))
     return ServingError(grpc.StatusCode.UNKNOWN, message)
+
+
+# What Python's eager runtime wraps around a kernel's status: a header, the Python stack
+# where the failing op was defined, and the op that ran.
+_GRAPH_ERROR_HEADER = "Graph execution error:"
+_DETECTED_AT = re.compile(r"^Detected at node .* \(most recent call last\):$")
+_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]( name: .*)?$")
+
+
+def kernel_message(message: str) -> str:
+    """Return a TensorFlow error message as the Session in TF Serving reports it.
+
+    Drops what Python adds: 'Graph execution error:', the 'Detected at node ...' stack
+    (server file paths), and the trailing ' [Op:__inference_...]'.
+    """
+    message = _OP_SUFFIX.sub("", message)
+    if not message.startswith(_GRAPH_ERROR_HEADER):
+        return message
+    kept, in_stack = [], False
+    for line in message[len(_GRAPH_ERROR_HEADER):].split("\n"):
+        if _DETECTED_AT.match(line):
+            in_stack = True
+        elif in_stack and (not line or line.startswith("  ") or line == "<stack traces unavailable>"):
+            continue
+        else:
+            in_stack = False
+            kept.append(line)
+    return "\n".join(kept).strip("\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
@@ -53,8 +54,11 @@ def predict_arrays(
     """Return the named outputs of a Predict call given numpy inputs."""
     resolved, signature = predict_signature(servable, signature_name, method_check)
     _check_input_names(signature, inputs)
+    missing = [alias for alias in signature.inputs if alias not in inputs]
+    if missing:  # only aliases with a default get here (GetInputValues)
+        inputs = {**inputs, **{alias: tf.make_ndarray(signature.defaults[alias]) for alias in missing}}
     aliases = _output_aliases(signature, output_filter)
-    check_inputs(resolved, signature, inputs)
+    check_inputs(resolved, signature, inputs, shapes=servable.check_shapes)
     outputs = servable.run(resolved, inputs)
     return {alias: outputs[alias] for alias in aliases}
 
@@ -73,7 +77,7 @@ def _check_input_names(signature: meta_graph_pb2.SignatureDef, inputs: Mapping) 
             f"Missing but required: {{{','.join(sorted(signature_keys - request_keys))}}}."
         )
     for alias in sorted(signature_keys):
-        if alias not in request_keys:
+        if alias not in request_keys and alias not in defaults:
             info = signature.inputs[alias]
             raise errors.invalid_argument(
                 f"Signature input alias: {alias}(feed name: {info.name}) not found in request "

@@ -55,6 +55,7 @@ class ModelServer:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self.grpc_port = self.rest_port = 0
+        self.check_shapes = _kernels_may_abort_on_bad_shapes()
 
     # ----------------------------------------------------------------------- startup
     def start(self) -> None:
@@ -71,7 +72,10 @@ class ModelServer:
         if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
             self._spawn(self._poll_config_file, "config-poll")
         self._start_grpc()
-        if options.rest_api_port:
+        if options.rest_api_port and options.rest_api_port == options.port:
+            log.error("server_options.http_port cannot be same as grpc_port. Please use a "
+                      "different port for HTTP/REST API. Skipped exporting HTTP/REST API.")
+        elif options.rest_api_port:
             self._start_rest()
 
     def _manager_options(self) -> ManagerOptions:
@@ -94,6 +98,7 @@ class ModelServer:
         return config_lib.single_model_config(self.options.model_name, self.options.model_base_path)
 
     def _prepare(self, servable) -> None:
+        servable.check_shapes = self.check_shapes
         if self.scheduler is not None:
             self.scheduler.attach(servable)
         if not self.options.enable_model_warmup:
@@ -144,9 +149,9 @@ class ModelServer:
         server.start()
         self.grpc_server = server
         if options.port:
-            print(f"Running gRPC ModelServer at {_address(options.bind_address, self.grpc_port)} ...", flush=True)
+            log.info("Running gRPC ModelServer at %s ...", _address(options.bind_address, self.grpc_port))
         if options.grpc_socket_path:
-            print(f"Running gRPC ModelServer at UNIX socket {options.grpc_socket_path} ...", flush=True)
+            log.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
 
     def _start_rest(self) -> None:
         import uvicorn
@@ -169,13 +174,16 @@ class ModelServer:
         )
         self.rest_server = uvicorn.Server(config)
         thread = self._spawn(self.rest_server.run, "rest")
+        address = _address(options.bind_address, options.rest_api_port)
         while not self.rest_server.started:
             if not thread.is_alive():
-                raise errors.unavailable(f"Failed to start HTTP Server at "
-                                         f"{_address(options.bind_address, options.rest_api_port)}")
+                # As TF Serving: the REST API is lost, gRPC goes on serving.
+                log.error("Failed to start HTTP Server at %s", address)
+                self.rest_server = None
+                return
             time.sleep(0.01)
         self.rest_port = options.rest_api_port
-        print(f"Exporting HTTP/REST API at:{_address(options.bind_address, self.rest_port)} ...", flush=True)
+        log.info("Exporting HTTP/REST API at:%s ...", address)
 
     def _spawn(self, target, name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -219,6 +227,16 @@ class ModelServer:
             self.scheduler.stop()
 
 
+def _kernels_may_abort_on_bad_shapes() -> bool:
+    """Return whether oneDNN kernels are on (they CHECK-fail on inputs of the wrong rank)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return True
+
+
 def _configure_tensorflow(options: ServerOptions) -> None:
     intra = options.tensorflow_intra_op_parallelism or options.tensorflow_session_parallelism
     inter = options.tensorflow_inter_op_parallelism or options.tensorflow_session_parallelism
@@ -244,13 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, request_stop)
     try:
-        check(options)
+        try:
+            check(options)
+        except ValueError as error:
+            raise errors.invalid_argument(str(error)) from None
+        if server.check_shapes:
+            log.warning("oneDNN kernels are on (TF_ENABLE_ONEDNN_OPTS): inputs are checked "
+                        "against the signatures' shapes, which TF Serving leaves to the kernels")
         server.start()
-    except (ValueError, errors.ServingError) as error:
-        reason = error.status_string() if isinstance(error, errors.ServingError) else str(error)
-        print(f"Failed to start server. Error: {reason}", file=sys.stderr, flush=True)
+    except errors.ServingError as error:
+        # main.cc: the status on stdout, then `return -1`.
+        print(f"Failed to start server. Error: {error.status_string()}", flush=True)
         server.stop()
-        return 1
+        return 255
     stop_requested.wait()
     print("Shutting down ...", flush=True)
     server.stop()
