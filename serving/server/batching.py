@@ -166,12 +166,12 @@ def _batch_size(inputs) -> int:
     for value in inputs.values():
         if value.ndim == 0:
             raise errors.invalid_argument(
-                "Batching session Run() input tensors must have at least one dimension"
+                "Batching Run() input tensors must have at least one dimension"
             )
         sizes.add(value.shape[0])
     if len(sizes) != 1:
         raise errors.invalid_argument(
-            "Batching session Run() input tensors must have equal 0th-dimension size"
+            "Batching Run() input tensors must have equal 0th-dimension size"
         )
     return sizes.pop()
 
@@ -189,10 +189,12 @@ def _run_batch(queue: _Queue, calls: list[_Call], allowed_sizes: tuple[int, ...]
                 parts.append(np.repeat(parts[0][:1], padded - total, axis=0))
             merged[name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
         outputs = queue.servable.call(queue.signature_name, merged)
-        for name, value in outputs.items():
-            if value.ndim == 0 or value.shape[0] != padded:
+        for value in outputs.values():
+            if value.ndim == 0:
+                raise errors.failed_precondition("Batched output tensor has 0 dimensions")
+            if value.shape[0] != padded:
                 raise errors.failed_precondition(
-                    f"Batched output tensor {name}'s 0th dimension does not equal the sum of the "
+                    "Batched output tensor's 0th dimension does not equal the sum of the "
                     "0th dimension sizes of the input tensors"
                 )
     except Exception as failure:

@@ -13,7 +13,7 @@ import re
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.server import errors
+from serving.server import errors, protos
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 ModelConfig = model_server_config_pb2.ModelConfig
@@ -34,13 +34,8 @@ def parse_config_text(text: str, source: str = "model config") -> model_server_c
 
 
 def read_config_file(path: str) -> model_server_config_pb2.ModelServerConfig:
-    """Return the ModelServerConfig in the text-format file at `path`."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as error:
-        raise errors.not_found(f"cannot read model config file {path}: {error.strerror}") from None
-    return parse_config_text(text, path)
+    """Return the ModelServerConfig in the text-format file at `path` (TF's errors if not)."""
+    return protos.read_text_proto(path, ModelServerConfig())
 
 
 def single_model_config(model_name: str, model_base_path: str) -> model_server_config_pb2.ModelServerConfig:
@@ -100,9 +95,9 @@ def validate(config: model_server_config_pb2.ModelServerConfig, previous=None) -
                 f"Expected model {model.name} to have an absolute path or URI; got "
                 f"base_path()={model.base_path}"
             )
-        platform = _platform(model)
-        if platform != TENSORFLOW_PLATFORM:
-            raise errors.invalid_argument(f"Model {model.name} requests unsupported platform {platform}")
+        _platform(model)
+    # ServerCore::ReloadConfig refuses a platform change before it routes any model to its
+    # platform's loader (CreateStoragePathRoutes, which refuses unknown platforms).
     if previous is not None:
         old = {model.name: _platform(model) for model in previous.model_config_list.config}
         for model in config.model_config_list.config:
@@ -111,6 +106,10 @@ def validate(config: model_server_config_pb2.ModelServerConfig, previous=None) -
                     f"Illegal to change a model's platform. For model {model.name} platform was "
                     f"{old[model.name]} and new platform requested is {_platform(model)}"
                 )
+    for model in config.model_config_list.config:
+        platform = _platform(model)
+        if platform != TENSORFLOW_PLATFORM:
+            raise errors.invalid_argument(f"Model {model.name} requests unsupported platform {platform}")
 
 
 def to_text(config: model_server_config_pb2.ModelServerConfig) -> str:

@@ -77,19 +77,25 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer, _
 
     def Predict(self, request, context):
         return self.serve(context, "Predict", request.model_spec.name, lambda: inference.predict(
-            self.manager.resolve(request.model_spec), request,
+            self._resolve(request), request,
             as_content=self.as_content, method_check=self.method_check,
         ))
 
     def Classify(self, request, context):
         return self.serve(context, "Classify", request.model_spec.name, lambda: examples.classify(
-            self.manager.resolve(request.model_spec), request, method_check=self.method_check,
+            self._resolve(request), request, method_check=self.method_check,
         ))
 
     def Regress(self, request, context):
         return self.serve(context, "Regress", request.model_spec.name, lambda: examples.regress(
-            self.manager.resolve(request.model_spec), request, method_check=self.method_check,
+            self._resolve(request), request, method_check=self.method_check,
         ))
+
+    def _resolve(self, request):
+        # predict_impl.cc, classification_service.cc, regression_service.cc check this first.
+        if not request.HasField("model_spec"):
+            raise errors.invalid_argument("Missing ModelSpec")
+        return self.manager.resolve(request.model_spec)
 
     def MultiInference(self, request, context):
         # TF Serving resolves the servable from the first task's ModelSpec.
@@ -125,12 +131,15 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):
                     "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
                     "ModelConfigList is currently supported"
                 )
+            before = {name: self.metrics.first_point(name) for name in request.metric_names}
             self.manager.reload(request.config)
             if self.on_reload is not None:
                 self.on_reload(request.config)
             response = model_management_pb2.ReloadConfigResponse()
-            for name in request.metric_names:
-                response.metric.add(name=name, int64_value_increase=0)
+            response.status.SetInParent()  # TF Serving always sets it, OK included
+            for name, value in before.items():
+                response.metric.add(name=name,
+                                    int64_value_increase=self.metrics.first_point(name) - value)
             return response
 
         return self.serve(context, "HandleReloadConfigRequest", "", work, record=False)

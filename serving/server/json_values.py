@@ -186,7 +186,7 @@ def fast_array(value, dtype: int, lenient_types: bool) -> np.ndarray | None:
         with np.errstate(over="ignore"):  # out-of-range doubles become +-inf, as GetFloat() does
             return array.astype(numpy_dtype(dtype))
     bounds = _INT_RANGES.get(dtype)
-    if bounds is None or kind != "i" or array.size == 0:
+    if bounds is None or kind not in "iu" or array.size == 0:  # "u": past int64, into uint64
         return None
     if array.min() < bounds[0] or array.max() > bounds[1]:
         return None
@@ -205,7 +205,7 @@ def json_to_array(value, dtype: int, lenient_types: bool = True) -> np.ndarray:
         array = np.empty(len(leaves), dtype=object)
         array[:] = leaves
         return array.reshape(shape)
-    # Values past the dtype's range wrap as TF's int_val -> uint8/int8/int16 casts do.
-    return np.array(leaves, dtype=np.int64 if dtype in _INT_RANGES else None).astype(
-        numpy_dtype(dtype)
-    ).reshape(shape)
+    # Values past the dtype's range wrap as TF's int_val -> uint8/int8/int16 casts do; uint64
+    # values may lie past int64's.
+    wide = np.uint64 if dtype == types_pb2.DT_UINT64 else np.int64 if dtype in _INT_RANGES else None
+    return np.array(leaves, dtype=wide).astype(numpy_dtype(dtype)).reshape(shape)

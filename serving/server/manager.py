@@ -133,6 +133,9 @@ class ModelManager:
                 log.info("Taking no action for empty config.")
                 return
             config_lib.validate(new_config, self._config)
+            # The first config is loaded by ConnectSourcesWithFastInitialLoad, whose error
+            # counts servables; later ones by ServerCore::ReloadConfig, which counts models.
+            noun = "servable(s)" if self._config is None else "model(s)"
             self._labels = self._label_map(new_config)
             self._config = new_config
             wanted = {model.name: model for model in new_config.model_config_list.config}
@@ -145,7 +148,7 @@ class ModelManager:
                     self._models[name].watcher.base_path = model_config.base_path
                 else:
                     self._models[name] = _Model(model_config, VersionWatcher(name, model_config.base_path))
-            self._await_new_models(new_names)
+            self._await_new_models(new_names, noun)
             for name in wanted:
                 if name not in new_names:
                     self._reconcile(name)
@@ -166,7 +169,7 @@ class ModelManager:
                 labels.setdefault(model.name, {})[label] = version
         return labels
 
-    def _await_new_models(self, names: list[str]) -> None:
+    def _await_new_models(self, names: list[str], noun: str) -> None:
         """Load new models, waiting (as TF Serving does) until each version has settled."""
         settle = min(max(self.options.file_system_poll_wait_seconds, 0.05), 0.25)
         pending = list(names)
@@ -185,7 +188,7 @@ class ModelManager:
                                     f"{error.status_string()}}}, ")
         if failures:
             raise errors.unknown(
-                f"{len(failures)} model(s) did not become available: {{{''.join(failures)}}}"
+                f"{len(failures)} {noun} did not become available: {{{''.join(failures)}}}"
             )
 
     def _settled(self, name: str) -> bool:

@@ -62,6 +62,16 @@ class Metrics:
                 cells[labels] = _Histogram()
             cells[labels].observe(value)
 
+    def first_point(self, path: str) -> int:
+        """Return the first cell of the counter named `path` (TF's name), 0 if it has none.
+
+        What HandleReloadConfigRequest reports for each of its `metric_names`.
+        """
+        key = next((key for key, (name, *_) in self._COUNTERS.items() if name == path), None)
+        with self._lock:
+            cells = self._counters.get(key, {})
+            return int(cells[min(cells)]) if cells else 0
+
     def collect(self):
         """Yield the metric families (the prometheus_client Collector protocol)."""
         with self._lock:

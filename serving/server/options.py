@@ -180,8 +180,6 @@ def check(options: ServerOptions) -> None:
             "server_options.batching_parameters_file is set without setting "
             "server_options.enable_batching to true."
         )
-    if options.rest_api_port and options.rest_api_port == options.port:
-        raise ValueError("--rest_api_port cannot be the same as --port; use a different port")
     parallelism = (options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism)
     if all(value > 0 for value in parallelism) and options.tensorflow_session_parallelism > 0:
         raise ValueError(

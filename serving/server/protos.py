@@ -8,8 +8,12 @@ servables/tensorflow/session_bundle_config.proto, so the same files parse identi
 
 from __future__ import annotations
 
+import errno
 import functools
+import logging
+import re
 
+import grpc
 from google.protobuf import (
     descriptor_pb2,
     descriptor_pool,
@@ -18,6 +22,9 @@ from google.protobuf import (
     wrappers_pb2,  # noqa: F401  (registers google/protobuf/wrappers.proto)
 )
 
+from serving.server import errors
+
+log = logging.getLogger("serving.server")
 _FIELD = descriptor_pb2.FieldDescriptorProto
 _FILE_NAME = "serving/server/compat_config.proto"
 
@@ -71,17 +78,29 @@ def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
-def parse_text_file(path: str, message_name: str):
-    """Return the text-format file at `path` parsed as tensorflow.serving.<message_name>.
+def read_text_proto(path: str, message):
+    """Return `message` filled from the text-format file at `path`, as ParseProtoTextFile does.
 
-    Raises ValueError naming the file and the parser's complaint if it does not parse.
+    A file that cannot be read is TF's IOError ('NOT_FOUND: <path>; No such file or
+    directory'); one that does not parse logs protobuf's complaint ('Error parsing
+    text-format tensorflow.serving.X: line:column: ...') and is INVALID_ARGUMENT
+    "Invalid protobuf file: '<path>'".
     """
-    message = _classes()[message_name]()
     try:
         with open(path, encoding="utf-8") as handle:
-            text_format.Parse(handle.read(), message)
+            text = handle.read()
     except OSError as error:
-        raise ValueError(f"cannot read {message_name} file {path}: {error.strerror}") from None
+        code = grpc.StatusCode.NOT_FOUND if error.errno == errno.ENOENT else grpc.StatusCode.UNKNOWN
+        raise errors.ServingError(code, f"{path}; {error.strerror}") from None
+    try:
+        text_format.Parse(text, message)
     except text_format.ParseError as error:
-        raise ValueError(f"{path} is not a valid text-format {message_name}: {error}") from None
+        detail = re.sub(r"^(\d+):(\d+) : ", r"\1:\2: ", str(error))
+        log.error("Error parsing text-format %s: %s", message.DESCRIPTOR.full_name, detail)
+        raise errors.invalid_argument(f"Invalid protobuf file: '{path}'") from None
     return message
+
+
+def parse_text_file(path: str, message_name: str):
+    """Return the text-format file at `path` parsed as tensorflow.serving.<message_name>."""
+    return read_text_proto(path, _classes()[message_name]())

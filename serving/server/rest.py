@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -39,6 +40,11 @@ _EXAMPLE_APIS = {
     "classify": (classification_pb2.ClassificationRequest, examples.classify, json_responses.classify_response),
     "regress": (regression_pb2.RegressionRequest, examples.regress, json_responses.regress_response),
 }
+
+
+class _PathInfoError(errors.ServingError):
+    """ParseModelInfo's failures: HttpRestApiHandler returns them before it writes the JSON
+    error body, so TF Serving answers with the status and an empty body."""
 
 
 @dataclass
@@ -118,7 +124,8 @@ class RestHandler:
             error = errors.from_exception(failure)
             if not isinstance(failure, errors.ServingError):
                 log.exception("REST %s %s failed unexpectedly", method, raw_path)
-            return RestResult(error.http_status, error_body(error.message), model_name, api, error.code_name)
+            body = b"" if isinstance(failure, _PathInfoError) else error_body(error.message)
+            return RestResult(error.http_status, body, model_name, api, error.code_name)
 
     @staticmethod
     def labels(method: str, path: str) -> tuple[str, str]:
@@ -161,7 +168,8 @@ class RestHandler:
             )
         if version is not None:
             if int(version) > _MAX_INT64:
-                raise errors.invalid_argument(f"Failed to convert version: {version} to numeric.")
+                raise _PathInfoError(grpc.StatusCode.INVALID_ARGUMENT,
+                                     f"Failed to convert version: {version} to numeric.")
             spec.version.value = int(version)
         if label is not None:
             spec.version_label = label

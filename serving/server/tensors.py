@@ -69,8 +69,8 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     """Return the value of a request TensorProto as a numpy array.
 
     Follows Tensor::FromProto: values may be given as `tensor_content` or the typed field;
-    fewer values than elements repeat the last one (none gives zeros); any other mismatch is
-    TF Serving's 'tensor parsing error: <alias>'.
+    fewer values than elements repeat the last one (none gives zeros), more are cut to the
+    shape; any other mismatch is TF Serving's 'tensor parsing error: <alias>'.
     """
     shape = shape_list(proto.tensor_shape)
     if shape is None or any(size < 0 for size in shape) or len(shape) > MAX_RANK:
@@ -89,15 +89,13 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
         values[:] = list(field)
     else:
         values = np.array(field, dtype=numpy_dtype(proto.dtype))
-    return _fill_to_shape(values, shape, num_elements, alias)
+    return _fill_to_shape(values, shape, num_elements)
 
 
-def _fill_to_shape(values: np.ndarray, shape: list[int], count: int, alias: str) -> np.ndarray:
-    """Return `values` reshaped to `shape`, padded with its last value as TF does."""
-    if values.size == count:
-        return values.reshape(shape)
-    if values.size > count:
-        raise invalid_argument(f"tensor parsing error: {alias}")
+def _fill_to_shape(values: np.ndarray, shape: list[int], count: int) -> np.ndarray:
+    """Return `values` reshaped to `shape`: cut, or padded with its last value, as TF does."""
+    if values.size >= count:
+        return values[:count].reshape(shape)
     if values.size == 0:
         filler = b"" if values.dtype == object else 0
         return np.full(shape, filler, dtype=values.dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from serving.server.batching import BatchingOptions, BatchScheduler
 from serving.server.errors import ServingError
 from serving.server.options import ServerOptions, check, parse_flags
 from serving.server.servable import load_servable
-from tests.serving.serving_fixtures import REPO
+from tests.serving.serving_fixtures import REPO, ServerProcess, free_port
 
 
 def test_concurrent_calls_are_merged_and_split_back(model_store):
@@ -65,8 +66,11 @@ def test_batching_parameters_file_parses_tf_serving_text(tmp_path):
     with pytest.raises(ServingError, match="Last entry in allowed_batch_sizes must match max_batch_size"):
         BatchingOptions.from_proto(protos.parse_text_file(str(path), "BatchingParameters"))
     path.write_text("max_batch_size: oops")
-    with pytest.raises(ValueError, match="is not a valid text-format BatchingParameters"):
+    with pytest.raises(ServingError, match=f"^Invalid protobuf file: '{path}'$"):
         protos.parse_text_file(str(path), "BatchingParameters")
+    with pytest.raises(ServingError, match=f"^{tmp_path / 'absent'}; No such file or directory$") as raised:
+        protos.parse_text_file(str(tmp_path / "absent"), "BatchingParameters")
+    assert raised.value.code_name == "NOT_FOUND"
 
 
 def test_flags_take_tf_serving_syntax_and_defaults():
@@ -85,7 +89,6 @@ def test_flags_take_tf_serving_syntax_and_defaults():
     (["--model_base_path=/m", "--port=0"], "At least one of server_options.grpc_port"),
     (["--model_base_path=/m", "--batching_parameters_file=/b"], "without setting server_options.enable_batching"),
     (["--model_base_path=/m", "--ssl_config_file=/ssl"], "--ssl_config_file: SSL are not supported"),
-    (["--model_base_path=/m", "--port=9000", "--rest_api_port=9000"], "cannot be the same as --port"),
 ])
 def test_invalid_flag_combinations_are_refused(flags, message):
     with pytest.raises(ValueError) as raised:
@@ -100,6 +103,32 @@ def test_version_flag_and_startup_failure_exit_codes(tmp_path):
 
     version = run("--version")
     assert version.returncode == 0 and "TensorFlow ModelServer:" in version.stdout
+    # main.cc prints the status on stdout and returns -1.
     failed = run("--model_name=m", f"--model_base_path={tmp_path}", "--port=0")
-    assert failed.returncode == 1
-    assert "Failed to start server. Error: At least one of server_options.grpc_port" in failed.stderr
+    assert failed.returncode == 255
+    assert ("Failed to start server. Error: INVALID_ARGUMENT: At least one of "
+            "server_options.grpc_port") in failed.stdout
+    bad_config = tmp_path / "bad.config"
+    bad_config.write_text("improperly formatted file")
+    failed = run(f"--model_config_file={bad_config}", "--port=0", "--grpc_socket_path=/tmp/unused")
+    assert failed.returncode == 255
+    assert f"Failed to start server. Error: INVALID_ARGUMENT: Invalid protobuf file: '{bad_config}'" in failed.stdout
+    # tensorflow_model_server_test.py (testBadModelConfig) looks for protobuf's complaint.
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in failed.stderr
+
+
+def test_rest_port_equal_to_grpc_port_skips_rest_and_serves_grpc(model_store):
+    from serving.client import connect
+
+    port = free_port()
+    server = ServerProcess(["--model_name=demo", f"--model_base_path={model_store['demo_v1'].parent}"],
+                           port, port)
+    try:
+        deadline = time.monotonic() + 120
+        while "Running gRPC ModelServer" not in server.log() and server.process.poll() is None:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        assert "Skipped exporting HTTP/REST API." in server.log()
+        assert connect("grpc", "127.0.0.1", port).status("demo") == [(1, "AVAILABLE")]
+    finally:
+        assert server.stop() == 0

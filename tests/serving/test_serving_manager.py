@@ -134,8 +134,11 @@ def test_new_model_that_fails_to_load_fails_the_reload(versions, tmp_path):
     with pytest.raises(ServingError) as raised:
         manager_for("model_config_list { " + entry("broken", broken) + "}")
     assert raised.value.code_name == "UNKNOWN"
+    # The first config is an initial load (load_servables_fast.cc: "servable(s)"); reloads
+    # say "model(s)" (server_core.cc; see test_serving_reload). The error is ReadBinaryProto's.
     assert raised.value.message.startswith(
-        "1 model(s) did not become available: {{{name: broken version: 1} due to error: DATA_LOSS: Could not parse")
+        "1 servable(s) did not become available: {{{name: broken version: 1} due to error: "
+        f"DATA_LOSS: Can't parse {broken / '1' / 'saved_model.pb'} as binary proto}}")
 
 
 def test_failed_version_stays_visible_and_old_version_keeps_serving(versions):
