@@ -284,6 +284,36 @@ def test_unknown_paths_get_libevent_404_and_large_bodies_413(server):
     assert raised.value.code == "RESOURCE_EXHAUSTED"
 
 
+def test_grpc_requests_without_a_model_spec_are_refused(server):
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc, regression_pb2
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+    for call, request in [(stub.Predict, predict_pb2.PredictRequest()),
+                          (stub.Regress, regression_pb2.RegressionRequest())]:
+        with pytest.raises(grpc.RpcError) as raised:
+            call(request, timeout=30)
+        assert (raised.value.code(), raised.value.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+def test_extra_tensor_values_are_cut_to_the_shape_as_tensor_from_proto_does(server):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half_plus_two"
+    x = request.inputs["x"]
+    x.dtype = tf.float32.as_datatype_enum
+    x.tensor_shape.dim.add(size=1)
+    x.tensor_shape.dim.add(size=1)
+    x.float_val.extend([1.0, 5.0, 7.0])  # three values for a [1, 1] tensor
+    response = stub.Predict(request, timeout=30)
+    assert tf.make_ndarray(response.outputs["y"]).tolist() == [[2.5]]
+
+
 def test_grpc_errors_have_tf_serving_codes(server):
     client = GrpcClient("127.0.0.1", server.grpc_port)
     cases = [

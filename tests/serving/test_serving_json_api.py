@@ -29,6 +29,14 @@ def error_of(body: str, **dtypes) -> str:
 
 
 # ---------------------------------------------------------------------------------- requests
+def test_uint64_values_past_int64_parse():
+    # json_tensor.cc: any value for which IsUint64() holds goes to uint64_val.
+    _, tensors, _ = parse('{"instances": [9223372036854775808, 18446744073709551615, 1]}',
+                          default=types_pb2.DT_UINT64)
+    assert tensors["default"].dtype == np.uint64
+    assert tensors["default"].tolist() == [2**63, 2**64 - 1, 1]
+
+
 def test_single_unnamed_tensor_in_rows():
     signature, tensors, row_format = parse('{"instances": [[1,2],[3,4],[5,6]]}', default=types_pb2.DT_INT32)
     assert (signature, row_format) == ("", True)

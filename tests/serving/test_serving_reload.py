@@ -48,7 +48,7 @@ def test_handle_reload_config_request(stores, start_server, tmp_path):
     client = GrpcClient("127.0.0.1", server.grpc_port)
     assert client.predict("first", {"image": sample_pixels(2)})["class_id"].shape == (2,)
     response = reload(server, f"model_config_list {{ {model_entry('second', stores / 'second')} }}")
-    assert response.status.error_code == 0
+    assert response.HasField("status") and response.status.error_code == 0
     assert client.predict("second", {"image": sample_pixels(1)})["probabilities"].shape == (1, 10)
     assert client.status("first") == [(1, "END")]
     with pytest.raises(ClientError, match=r"Latest\(first\)"):
