@@ -34,9 +34,15 @@ def model_input(input_spec: InputSpec) -> keras.KerasTensor:
 
 
 def image_preprocessing(
-    inputs: keras.KerasTensor, *, random_shift: float, random_flip: bool
+    inputs: keras.KerasTensor, *, random_shift: float, random_flip: bool,
+    random_erasing: float = 0.0,
 ) -> keras.KerasTensor:
-    """Scale uint8 pixels to [0, 1]; augmentation layers are active in training only."""
+    """Scale uint8 pixels to [0, 1]; augmentation layers are active in training only.
+
+    `random_erasing` is the share of training images that get one rectangle (2-33% of
+    the image) blanked to the background: the model must recognise a garment from any
+    part of it, not from one telltale patch (Zhong et al., 2017).
+    """
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     if random_flip:
         x = layers.RandomFlip("horizontal", name="augment_flip")(x)
@@ -44,6 +50,10 @@ def image_preprocessing(
         x = layers.RandomTranslation(
             random_shift, random_shift, fill_mode="constant", name="augment_shift"
         )(x)
+    if random_erasing > 0:
+        # A (p, p) factor erases with probability p; a single float would draw it from [0, p].
+        x = layers.RandomErasing(factor=(random_erasing, random_erasing), fill_value=0.0,
+                                 value_range=(0.0, 1.0), name="augment_erase")(x)
     return x
 
 

@@ -51,6 +51,7 @@ def build(
     dense_dropout: DropoutRate = 0.4,
     random_shift: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0,
     random_flip: bool = False,
+    random_erasing: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0,
     optimizer: Optimizer = "adam",
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 2e-3,
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4,
@@ -70,7 +71,8 @@ def build(
             f"use at most {min(height, width).bit_length() - 1}"
         )
     inputs = model_input(input_spec)
-    x = image_preprocessing(inputs, random_shift=random_shift, random_flip=random_flip)
+    x = image_preprocessing(inputs, random_shift=random_shift, random_flip=random_flip,
+                            random_erasing=random_erasing)
     for index in range(conv_blocks):
         x = conv_block(
             x, index=index + 1, filters=filters * 2**index, kernel_size=kernel_size,

@@ -104,3 +104,17 @@ def test_label_smoothing_loss_matches_its_definition():
     assert abs(loss - expected) < 1e-5
     model = get_family("cnn").build(IMAGE, 3, **get_family("cnn").TINY, label_smoothing=0.1)
     assert isinstance(model.loss, SmoothedSparseCrossentropy)
+
+
+def test_augmentation_acts_in_training_only():
+    module = get_family("cnn")
+    model = module.build(IMAGE, 3, **module.TINY, random_shift=0.2, random_flip=True,
+                         random_erasing=1.0)
+    pixels = np.full((8, *IMAGE.shape), 200, np.uint8)
+    rescaled = model.get_layer("rescale")(pixels)
+    erase = model.get_layer("augment_erase")
+    # Every training image loses a rectangle to the background; at inference none does.
+    erased = np.asarray(erase(rescaled, training=True))
+    assert all((image == 0).any() for image in erased)
+    np.testing.assert_array_equal(np.asarray(erase(rescaled, training=False)), np.asarray(rescaled))
+    np.testing.assert_array_equal(model.predict(pixels, verbose=0), model.predict(pixels, verbose=0))
