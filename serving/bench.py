@@ -7,6 +7,8 @@ seeded uint8 inputs:
   - throughput (requests/s, batch 1) with 1, 8 and 32 concurrent clients.
 Writes <output-dir>/serving.json and serving.md. Clients are threads of this process, so
 on a small machine they compete with the server for CPU: compare rows of one run, not runs.
+The started server runs the kernels this process runs (`make bench-serve` sets
+TF_ENABLE_ONEDNN_OPTS=0, the server's default).
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ class _Server:
         self.grpc_port, self.rest_port = _free_port(), _free_port()
         command = [sys.executable, "-m", "serving", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                    f"--model_name={name}", f"--model_base_path={base_path.resolve()}", *extra_flags]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # The server runs the kernels this process runs, so the floor is comparable.
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_ENABLE_ONEDNN_OPTS": "1" if _onednn_enabled() else "0"}
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for line in self.process.stdout:
             if "Exporting HTTP/REST API" in line:
@@ -105,6 +109,13 @@ class _Server:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=60)
+
+
+def _onednn_enabled() -> bool:
+    """Return whether this process's TensorFlow runs oneDNN kernels (TF_ENABLE_ONEDNN_OPTS)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _target_model(args) -> tuple[str, Path, Path | None]:
@@ -163,6 +174,7 @@ def run(args) -> dict:
                "input": {"name": input_name, "shape": shape, "dtype": spec.dtype.name},
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                            "load_average": os.getloadavg()},
+               "kernels": "oneDNN" if _onednn_enabled() else "TensorFlow's own (TF_ENABLE_ONEDNN_OPTS=0)",
                "latency": {}, "throughput_rps": {}}
     try:
         _measure({"in-process": in_process, "gRPC": over(GrpcClient, grpc_port),
@@ -179,7 +191,8 @@ def markdown(results: dict) -> str:
     """Return the results as a markdown table (one row per path)."""
     lines = [f"Model `{results['model']}` signature `{results['signature']}`, input "
              f"{results['input']['dtype']} {results['input']['shape']}; {results['machine']['cpus']} CPUs, "
-             f"load average {', '.join(f'{x:.1f}' for x in results['machine']['load_average'])}.", "",
+             f"load average {', '.join(f'{x:.1f}' for x in results['machine']['load_average'])}; "
+             f"kernels: {results['kernels']}.", "",
              "| path | b1 p50 ms | b1 p99 ms | b32 p50 ms | b32 p99 ms | x1 req/s | x8 req/s | x32 req/s |",
              "|---|---|---|---|---|---|---|---|"]
     for path in ("in-process", "gRPC", "REST"):
