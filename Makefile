@@ -30,6 +30,9 @@ REST_PORT ?= 8501
 IMAGE ?=
 COUNT ?= 5
 PYTEST_ARGS ?=
+# TensorFlow's C++ INFO and WARNING lines off (not the few it prints while importing); 0 shows them.
+TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Empty Make variables leave the config file's value alone.
@@ -103,7 +106,7 @@ bench-tune: data ## Resident memory across 20 small trials of one sweep (no grow
 	$(PY) -m pipeline.bench_tune --config $(CONFIG) $(OVERRIDES)
 
 bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in-process SavedModel call
-	$(PY) -m serving.bench --output-dir bench/results
+	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench --output-dir bench/results
 
 test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
 	$(PY) -m pytest $(PYTEST_ARGS)
