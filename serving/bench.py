@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.client import GrpcClient, RestClient
+from serving.server.servable import onednn_enabled
 
 BATCHES = (1, 32)
 CONCURRENCY = (1, 8, 32)
@@ -99,7 +100,7 @@ class _Server:
                    f"--model_name={name}", f"--model_base_path={base_path.resolve()}", *extra_flags]
         # The server runs the kernels this process runs, so the floor is comparable.
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_ENABLE_ONEDNN_OPTS": "1" if _onednn_enabled() else "0"}
+               "TF_ENABLE_ONEDNN_OPTS": "1" if onednn_enabled() else "0"}
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for line in self.process.stdout:
             if "Exporting HTTP/REST API" in line:
@@ -109,13 +110,6 @@ class _Server:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=60)
-
-
-def _onednn_enabled() -> bool:
-    """Return whether this process's TensorFlow runs oneDNN kernels (TF_ENABLE_ONEDNN_OPTS)."""
-    from tensorflow.python.util import _pywrap_util_port
-
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _target_model(args) -> tuple[str, Path, Path | None]:
@@ -174,7 +168,7 @@ def run(args) -> dict:
                "input": {"name": input_name, "shape": shape, "dtype": spec.dtype.name},
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                            "load_average": os.getloadavg()},
-               "kernels": "oneDNN" if _onednn_enabled() else "TensorFlow's own (TF_ENABLE_ONEDNN_OPTS=0)",
+               "kernels": "oneDNN" if onednn_enabled() else "TensorFlow's own (TF_ENABLE_ONEDNN_OPTS=0)",
                "latency": {}, "throughput_rps": {}}
     try:
         _measure({"in-process": in_process, "gRPC": over(GrpcClient, grpc_port),

@@ -23,6 +23,7 @@ from serving.server.manager import ManagerOptions, ModelManager
 from serving.server.metrics import DEFAULT_PATH, Metrics
 from serving.server.options import ServerOptions, check, parse_flags
 from serving.server.rest import RestHandler
+from serving.server.servable import onednn_enabled
 
 log = logging.getLogger("serving.server")
 VERSION = "0.1.0-compatible"
@@ -55,7 +56,7 @@ class ModelServer:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self.grpc_port = self.rest_port = 0
-        self.check_shapes = _kernels_may_abort_on_bad_shapes()
+        self.check_shapes = onednn_enabled()
 
     # ----------------------------------------------------------------------- startup
     def start(self) -> None:
@@ -225,16 +226,6 @@ class ModelServer:
             self.manager.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
-
-
-def _kernels_may_abort_on_bad_shapes() -> bool:
-    """Return whether oneDNN kernels are on (they CHECK-fail on inputs of the wrong rank)."""
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return True
 
 
 def _configure_tensorflow(options: ServerOptions) -> None:

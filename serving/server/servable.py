@@ -69,6 +69,19 @@ class Servable:
         return {key: value.numpy() for key, value in results.items()}
 
 
+def onednn_enabled() -> bool:
+    """Return whether this process runs oneDNN kernels (TF_ENABLE_ONEDNN_OPTS, read at import).
+
+    They CHECK-fail, aborting the process, on inputs of the wrong rank; when unsure, say yes.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return True
+
+
 def check_inputs(
     signature_name: str,
     signature: meta_graph_pb2.SignatureDef,
@@ -151,9 +164,9 @@ def select_meta_graph(
     )
 
 
-# GraphDefs up to this producer version wrote a Placeholder of unknown shape as `shape {}`,
-# which TensorFlow's C++ shape inference (and so TF Serving) still reads as unknown, but
-# Python's loader reads as a scalar (TF Serving's saved_model_half_plus_three is one).
+# GraphDefs up to this producer version wrote an unknown shape as `shape {}` on Placeholders
+# and as no shape on signature tensors; TensorFlow's C++ loader (and so TF Serving) reads
+# both as unknown, Python's loader as scalars (TF Serving's saved_model_half_plus_three).
 LEGACY_SHAPE_PRODUCER = 21
 
 
