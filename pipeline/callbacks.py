@@ -1,9 +1,20 @@
-"""Keras callbacks of the training stage: learning-rate schedules and epoch timing."""
+"""Keras callbacks of the training stage: schedules, epoch timing and crash-safe checkpoints.
+
+Keras' BackupAndRestore and ModelCheckpoint overwrite their files in place, so a process
+killed while writing one (SIGKILL, the OOM killer, a lost machine) leaves a truncated HDF5
+file and the next run fails on it ('truncated file' from h5py) instead of resuming. The
+versions here write every file under a staging name and rename it into place, and the
+backup's metadata, renamed last, names the weights it goes with: a crash leaves the
+previous checkpoint or the new one, never half of one.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -51,3 +62,69 @@ class EpochTimer(keras.callbacks.Callback):
         if logs is not None:
             logs["epoch_seconds"] = seconds
             logs["examples_per_second"] = self.examples_per_epoch / seconds
+
+
+def _durable_replace(staging: str, path: str) -> None:
+    """Flush `staging` to disk and rename it over `path` (atomic on POSIX)."""
+    with open(staging, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+
+
+def save_weights_atomically(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save `model`'s weights to `path` (a .weights.h5 file) so that a crash never truncates it."""
+    path = os.fspath(path)
+    staging = path.removesuffix(".weights.h5") + ".partial.weights.h5"
+    model.save_weights(staging, overwrite=True)
+    _durable_replace(staging, path)
+
+
+class CrashSafeBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose backup survives the process being killed while it writes.
+
+    Each epoch's weights go to a new file named after the epoch; then the metadata (epoch,
+    batch and that file's name) is written under a staging name and renamed over the old
+    metadata. That rename is the commit: the metadata always names complete weights, and
+    the weights always match its epoch. Older weight files are removed after the commit.
+    """
+
+    def _save_model(self) -> None:
+        backup = Path(self.backup_dir)
+        backup.mkdir(parents=True, exist_ok=True)
+        name = f"epoch{self._current_epoch}-batch{self._last_batch_seen}.weights.h5"
+        save_weights_atomically(self.model, backup / name)
+        staging = self._training_metadata_path + ".partial"
+        with open(staging, "w") as handle:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}, handle)
+        _durable_replace(staging, self._training_metadata_path)
+        for stale in backup.glob("*.weights.h5"):
+            if stale.name != name:
+                stale.unlink(missing_ok=True)
+
+    def _load_model(self) -> None:
+        if not self.model.built:
+            raise ValueError("CrashSafeBackup needs a built model: call it on a batch before fit()")
+        metadata_path = Path(self._training_metadata_path)
+        if not metadata_path.exists():
+            return  # nothing committed yet: start from the first epoch
+        metadata = json.loads(metadata_path.read_text())
+        weights = metadata_path.parent / metadata.get("weights", Path(self._weights_path).name)
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)  # its slots are in the file
+        self.model.load_weights(str(weights))
+        self.model._initial_epoch = metadata["epoch"]  # what BackupAndRestore sets: fit starts there
+
+
+class CrashSafeCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint (weights only) that writes under a staging name and renames into place."""
+
+    def __init__(self, filepath: str, **kwargs: Any):
+        self.final_path = os.fspath(filepath)
+        super().__init__(self.final_path.removesuffix(".weights.h5") + ".partial.weights.h5",
+                         save_weights_only=True, **kwargs)
+
+    def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
+        Path(self.filepath).unlink(missing_ok=True)  # a staging file a crash left behind
+        super()._save_model(epoch, batch, logs)
+        if os.path.exists(self.filepath):  # saved this time: this epoch improved
+            _durable_replace(self.filepath, self.final_path)

@@ -21,7 +21,12 @@ import numpy as np
 
 from models import get_family
 from pipeline import evaluate, plots
-from pipeline.callbacks import EpochTimer, learning_rate_schedule
+from pipeline.callbacks import (
+    CrashSafeBackup,
+    CrashSafeCheckpoint,
+    EpochTimer,
+    learning_rate_schedule,
+)
 from pipeline.config import RunConfig
 from pipeline.data import Datasets, make_datasets
 from pipeline.hardware import Hardware, configured, serving_copy
@@ -185,10 +190,10 @@ def make_callbacks(model: keras.Model, data: Datasets, config: RunConfig, mlflow
     best = [value for _, value in mlflow_run.metric_history(train.monitor)]
     best_so_far = (max(best) if mode == "max" else min(best)) if best else None
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(workdir / "backup")),
-        keras.callbacks.ModelCheckpoint(
+        CrashSafeBackup(str(workdir / "backup")),
+        CrashSafeCheckpoint(
             str(workdir / "best.weights.h5"), monitor=train.monitor, mode=mode,
-            save_best_only=True, save_weights_only=True, initial_value_threshold=best_so_far),
+            save_best_only=True, initial_value_threshold=best_so_far),
         EpochTimer(data.sizes["train"]),
     ]
     if train.early_stopping_patience:

@@ -25,6 +25,7 @@ import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 
 from models.spec import InputSpec
+from pipeline.callbacks import CrashSafeBackup, save_weights_atomically
 from pipeline.config import ConfigError
 from pipeline.tracking import MetricsCallback, Run, Tracker
 
@@ -161,10 +162,9 @@ class TrackedTrials:
             return {self.objective_name: finished[execution]}
         prefix = f"execution{execution}/" if self.executions_per_trial > 1 else ""
         key = prefix + self.objective_name
-        self._continue_best_checkpoint(kwargs["callbacks"], run.metric_history(key))
+        self._prepare_best_checkpoint(kwargs["callbacks"], run.metric_history(key))
         kwargs["callbacks"] = kwargs["callbacks"] + [
-            keras.callbacks.BackupAndRestore(
-                os.path.join(self.get_trial_dir(trial.trial_id), f"backup{execution}")),
+            CrashSafeBackup(os.path.join(self.get_trial_dir(trial.trial_id), f"backup{execution}")),
             keras.callbacks.TerminateOnNaN(),
         ]
         # Trials train as the final model will (same learning-rate schedule over their
@@ -190,14 +190,16 @@ class TrackedTrials:
         pick = max if self.oracle.objective.direction == "max" else min
         return float(pick(values))
 
-    def _continue_best_checkpoint(self, callbacks: list, history: list[tuple[int, float]]) -> None:
+    def _prepare_best_checkpoint(self, callbacks: list, history: list[tuple[int, float]]) -> None:
         # KerasTuner's best-epoch checkpoint starts from scratch in each fit; after a resume,
         # start it from the best epoch already reached so that a worse one cannot replace it.
-        if not history:
-            return
+        # It overwrites its file in place; write it the crash-safe way instead.
         for callback in callbacks:
             if type(callback).__name__ == "SaveBestEpoch":
-                callback.best_value = self._best([value for _, value in history])
+                callback._save_model = lambda callback=callback: save_weights_atomically(
+                    callback.model, callback.filepath)
+                if history:
+                    callback.best_value = self._best([value for _, value in history])
 
     def on_trial_end(self, trial) -> None:
         super().on_trial_end(trial)
