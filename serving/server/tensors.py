@@ -7,6 +7,9 @@ typed repeated fields go through one `tolist()`/`extend()` call.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -36,6 +39,7 @@ _FAST_DTYPES = frozenset(_VALUE_FIELD)
 
 # TensorFlow's own limit on the rank of a tensor (TensorShape::MaxDimensions()).
 MAX_RANK = 254
+_MAX_ELEMENTS = 2**63 - 1
 
 
 def dtype_name(dtype: int) -> str:
@@ -46,6 +50,7 @@ def dtype_name(dtype: int) -> str:
         return f"unknown dtype enum {dtype}"
 
 
+@functools.cache
 def numpy_dtype(dtype: int) -> np.dtype:
     """Return the numpy dtype holding values of a TF DataType enum (object for strings)."""
     return np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype)
@@ -77,7 +82,9 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
         raise invalid_argument(f"tensor parsing error: {alias}")
     if proto.dtype not in _FAST_DTYPES:
         return _slow_to_ndarray(proto, alias)
-    num_elements = int(np.prod(shape, dtype=np.int64))
+    num_elements = math.prod(shape)
+    if num_elements > _MAX_ELEMENTS:  # TensorShape's overflow check
+        raise invalid_argument(f"tensor parsing error: {alias}")
     if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
         values = np.frombuffer(proto.tensor_content, dtype=numpy_dtype(proto.dtype))
         if values.size != num_elements:

@@ -313,6 +313,12 @@ def test_extra_tensor_values_are_cut_to_the_shape_as_tensor_from_proto_does(serv
     response = stub.Predict(request, timeout=30)
     assert tf.make_ndarray(response.outputs["y"]).tolist() == [[2.5]]
 
+    x.tensor_shape.dim[0].size = x.tensor_shape.dim[1].size = 2**40  # 2**80 elements: TensorShape overflows
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Predict(request, timeout=30)
+    assert (raised.value.code(), raised.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: x")
+
 
 def test_grpc_errors_have_tf_serving_codes(server):
     client = GrpcClient("127.0.0.1", server.grpc_port)

@@ -98,6 +98,21 @@ def test_bench_writes_json_and_markdown(tmp_path):
 
     assert bench.main(["--demo", "--requests", "20", "--seconds", "0.3", "--output-dir", str(tmp_path)]) == 0
     results = __import__("json").loads((tmp_path / "serving.json").read_text())
-    assert set(results["latency"]) == {f"{path} batch {batch}" for path in ("in-process", "gRPC", "REST")
-                                       for batch in (1, 32)}
-    assert "| gRPC |" in (tmp_path / "serving.md").read_text()
+    assert set(results["latency"]) == {f"{path} batch {batch}" for batch in (1, 32) for path in
+                                       ("in-process", "in-process back to back", "gRPC", "REST")}
+    target = results["target"]
+    assert target["grpc_b1_p50_above_in_process_ms"] == pytest.approx(
+        results["latency"]["gRPC batch 1"]["p50_ms"] - results["latency"]["in-process batch 1"]["p50_ms"], abs=1e-3)
+    assert target["met"] == (target["grpc_b1_p50_above_in_process_ms"] <= 1.0)
+    table = (tmp_path / "serving.md").read_text()
+    assert "| gRPC |" in table and "above the in-process call" in table
+
+
+def test_bench_interleaves_paths_in_rotating_order():
+    from serving import bench
+
+    order: list[str] = []
+    samples = bench.interleaved_latency({name: (lambda name=name: order.append(name)) for name in "abc"},
+                                        count=3, warmup=1)
+    assert order == list("abc" "abc" "bca" "cab")  # the warm-up round, then one rotation per round
+    assert {name: len(timings) for name, timings in samples.items()} == {"a": 3, "b": 3, "c": 3}
