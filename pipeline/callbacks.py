@@ -71,10 +71,14 @@ def _durable_replace(staging: str, path: str) -> None:
     os.replace(staging, path)
 
 
+def _staging_path(path: str | os.PathLike) -> str:
+    """Where a .weights.h5 file is written before it is renamed to `path` (Keras needs the suffix)."""
+    return os.fspath(path).removesuffix(".weights.h5") + ".partial.weights.h5"
+
+
 def save_weights_atomically(model: keras.Model, path: str | os.PathLike) -> None:
     """Save `model`'s weights to `path` (a .weights.h5 file) so that a crash never truncates it."""
-    path = os.fspath(path)
-    staging = path.removesuffix(".weights.h5") + ".partial.weights.h5"
+    path, staging = os.fspath(path), _staging_path(path)
     model.save_weights(staging, overwrite=True)
     _durable_replace(staging, path)
 
@@ -120,8 +124,7 @@ class CrashSafeCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def __init__(self, filepath: str, **kwargs: Any):
         self.final_path = os.fspath(filepath)
-        super().__init__(self.final_path.removesuffix(".weights.h5") + ".partial.weights.h5",
-                         save_weights_only=True, **kwargs)
+        super().__init__(_staging_path(filepath), save_weights_only=True, **kwargs)
 
     def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
         Path(self.filepath).unlink(missing_ok=True)  # a staging file a crash left behind

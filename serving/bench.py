@@ -169,7 +169,6 @@ def _measure(paths: dict, results: dict, args) -> None:
                          "met": gap <= TARGET_GAP_MS,
                          "grpc_b1_p50_above_back_to_back_ms": round(
                              latency["gRPC batch 1"]["p50_ms"] - latency["in-process back to back batch 1"]["p50_ms"], 3)}
-    print(f"gRPC batch-1 p50 is {gap:.3f} ms above the in-process call (target: {TARGET_GAP_MS} ms)", flush=True)
     for path, make_call in paths.items():
         for clients in CONCURRENCY:
             rps = throughput(lambda make_call=make_call: make_call(1), clients, args.seconds)
