@@ -57,6 +57,21 @@ def image_preprocessing(
     return x
 
 
+def space_to_depth_stem(x: keras.KerasTensor) -> keras.KerasTensor:
+    """Return `x` [H, W, C] as [ceil(H/2), ceil(W/2), 4C]: each 2x2 patch becomes one pixel.
+
+    Odd sizes get one row or column of zeros first. Reshapes and a transpose only: no
+    weights, nothing lost, and TF Serving runs it as plain tensor ops.
+    """
+    height, width, channels = x.shape[1:]
+    if height % 2 or width % 2:
+        x = layers.ZeroPadding2D(((0, height % 2), (0, width % 2)), name="stem_pad")(x)
+        height, width = height + height % 2, width + width % 2
+    x = layers.Reshape((height // 2, 2, width // 2, 2, channels), name="stem_split")(x)
+    x = layers.Permute((1, 3, 2, 4, 5), name="stem_gather")(x)
+    return layers.Reshape((height // 2, width // 2, 4 * channels), name="stem_fold")(x)
+
+
 def conv_block(
     x: keras.KerasTensor,
     *,

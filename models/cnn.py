@@ -23,6 +23,7 @@ from models.blocks import (
     image_preprocessing,
     keyword_defaults,
     model_input,
+    space_to_depth_stem,
 )
 from models.spec import InputSpec
 
@@ -40,6 +41,7 @@ def build(
     num_classes: Annotated[int, Field(ge=2)],
     *,
     conv_blocks: Annotated[int, Field(ge=1, le=6)] = 3,
+    space_to_depth: bool = False,
     filters: PositiveInt = 32,
     convs_per_block: PositiveInt = 1,
     kernel_size: Annotated[int, Field(ge=1, le=11)] = 3,
@@ -59,20 +61,29 @@ def build(
 ) -> keras.Model:
     """Return a compiled CNN taking uint8 `image` pixels and giving `probabilities`.
 
+    `space_to_depth` folds every 2x2 patch of pixels into 4 channels before the first
+    block, so the network starts at half resolution without dropping a pixel. On a CPU the
+    full-resolution block is memory-bound: it takes most of a step's time for a few percent
+    of its multiply-adds (see `make bench-train`).
+
     Block i has `filters * 2**i` filters: pooling halves the resolution, so doubling the
     channels keeps the work per block roughly even while features grow more abstract.
     """
     if input_spec.kind != "image":
         raise ValueError(f"the cnn family reads images, not {input_spec.kind}; use family rnn")
     height, width, _ = input_spec.shape
-    if min(height, width) < 2**conv_blocks:
+    halvings = conv_blocks + space_to_depth
+    if min(height, width) < 2**halvings:
         raise ValueError(
-            f"model.conv_blocks={conv_blocks} pools a {height}x{width} image below 1x1; "
-            f"use at most {min(height, width).bit_length() - 1}"
+            f"model.conv_blocks={conv_blocks}{' with space_to_depth' if space_to_depth else ''}"
+            f" pools a {height}x{width} image below 1x1; "
+            f"use at most {min(height, width).bit_length() - 1 - space_to_depth}"
         )
     inputs = model_input(input_spec)
     x = image_preprocessing(inputs, random_shift=random_shift, random_flip=random_flip,
                             random_erasing=random_erasing)
+    if space_to_depth:
+        x = space_to_depth_stem(x)
     for index in range(conv_blocks):
         x = conv_block(
             x, index=index + 1, filters=filters * 2**index, kernel_size=kernel_size,

@@ -52,6 +52,10 @@ class DataConfig(Section):
     validation_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1  # only used when the source has no test split
     batch_size: Annotated[int, Field(ge=1)] = 128
+    # On GPUs: examples per GPU per step (the learning rate scales by the square root of the
+    # ratio to batch_size); None keeps batch_size. A CPU step is compute-bound, so small
+    # batches cost nothing per example there and give more updates per epoch.
+    gpu_batch_size: Annotated[int, Field(ge=1)] | None = 256
     shuffle_buffer: Annotated[int, Field(ge=1)] = 60_000
     cache: bool = True
     autotune: bool = False  # tf.data autotuning; off: see pipeline/data.py for why
@@ -110,6 +114,7 @@ class TrainConfig(Section):
     early_stopping_patience: Annotated[int, Field(ge=1)] | None = 5
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     mixed_precision: Literal["auto", "bfloat16", "float16", "off"] = "auto"
+    jit_compile: Literal["auto", "on", "off"] = "auto"  # XLA; auto: on GPUs, off on CPUs
     distribution: Literal["auto", "mirrored", "none"] = "auto"
     deterministic: bool = False  # exact op determinism: slower, for debugging
     resume: bool = True  # continue an interrupted run of the same config

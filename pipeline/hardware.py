@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,7 +14,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from pipeline.config import TrainConfig
+from pipeline.config import RunConfig, TrainConfig
+
+BFLOAT16_MIN_SPEEDUP = 1.1  # below this, bfloat16's rounding is not worth it
 
 
 @dataclass(frozen=True)
@@ -18,11 +24,17 @@ class Hardware:
     strategy: tf.distribute.Strategy
     precision: str | None  # the compute dtype of mixed precision; None: float32
     devices: tuple[str, ...]
+    precision_reason: str = ""  # why `auto` chose it (printed and logged to MLflow)
+
+    @property
+    def gpus(self) -> int:
+        return sum(device != "CPU" for device in self.devices)
 
     def describe(self) -> str:
         precision = f"mixed_{self.precision}" if self.precision else "float32"
+        reason = f" ({self.precision_reason})" if self.precision_reason else ""
         return (f"{', '.join(self.devices)} | {type(self.strategy).__name__} "
-                f"({self.strategy.num_replicas_in_sync} replica(s)) | {precision}")
+                f"({self.strategy.num_replicas_in_sync} replica(s)) | {precision}{reason}")
 
 
 def _gpu_precision(gpus: list) -> str | None:
@@ -45,15 +57,58 @@ def _cpu_has_bfloat16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+@functools.cache
+def bfloat16_speedup(repeats: int = 8) -> float:
+    """Return how many times faster a conv training step runs in bfloat16 than float32 here.
+
+    The step (a 3x3 convolution over 64 channels at 14x14, batch 64, and its gradient) is
+    where the default CNN spends its time. About a second, once per process.
+    """
+    images = tf.random.stateless_normal([64, 14, 14, 64], seed=[1, 2])
+    kernel = tf.random.stateless_normal([3, 3, 64, 64], seed=[3, 4])
+
+    def seconds(dtype: tf.DType) -> float:
+        @tf.function
+        def step(images, kernel):
+            with tf.GradientTape() as tape:
+                tape.watch(kernel)
+                outputs = tf.nn.conv2d(tf.cast(images, dtype), tf.cast(kernel, dtype), 1, "SAME")
+                loss = tf.reduce_sum(tf.square(tf.cast(outputs, tf.float32)))
+            return tape.gradient(loss, kernel)
+
+        step(images, kernel).numpy()  # trace and warm up
+        started = time.perf_counter()
+        for _ in range(repeats):
+            step(images, kernel).numpy()
+        return time.perf_counter() - started
+
+    return seconds(tf.float32) / seconds(tf.bfloat16)
+
+
+def precision_choice(setting: str, gpus: list) -> tuple[str | None, str]:
+    """Return the mixed-precision dtype for train.mixed_precision (None: float32), and why.
+
+    `auto` on a CPU takes bfloat16 only where the CPU computes it natively (AVX512-BF16 or
+    AMX) and a timed step is at least 10% faster; elsewhere bfloat16 is emulated and slower.
+    """
+    if setting == "off":
+        return None, "train.mixed_precision: off"
+    if setting in ("float16", "bfloat16"):
+        return setting, f"train.mixed_precision: {setting}"
+    if gpus:
+        precision = _gpu_precision(gpus)
+        return precision, f"auto: GPU compute capability {'fits' if precision else 'too old'}"
+    if not _cpu_has_bfloat16():
+        return None, "auto: no AVX512-BF16/AMX on this CPU"
+    speedup = bfloat16_speedup()
+    if speedup >= BFLOAT16_MIN_SPEEDUP:
+        return "bfloat16", f"auto: bfloat16 measured {speedup:.2f}x float32 on this CPU"
+    return None, f"auto: bfloat16 measured only {speedup:.2f}x float32 on this CPU"
+
+
 def precision_for(setting: str, gpus: list) -> str | None:
     """Return "float16", "bfloat16" or None (float32) for train.mixed_precision."""
-    if setting == "off":
-        return None
-    if setting in ("float16", "bfloat16"):
-        return setting
-    if gpus:
-        return _gpu_precision(gpus)
-    return "bfloat16" if _cpu_has_bfloat16() else None
+    return precision_choice(setting, gpus)[0]
 
 
 def configure(config: TrainConfig, seed: int) -> Hardware:
@@ -75,12 +130,42 @@ def configure(config: TrainConfig, seed: int) -> Hardware:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process
             pass
-    precision = precision_for(config.mixed_precision, gpus)
+    precision, reason = precision_choice(config.mixed_precision, gpus)
     keras.mixed_precision.set_global_policy(f"mixed_{precision}" if precision else "float32")
     mirrored = config.distribution == "mirrored" or (config.distribution == "auto" and len(gpus) > 1)
     strategy = tf.distribute.MirroredStrategy() if mirrored else tf.distribute.get_strategy()
     devices = tuple(gpu.name for gpu in gpus) or ("CPU",)
-    return Hardware(strategy=strategy, precision=precision, devices=devices)
+    return Hardware(strategy=strategy, precision=precision, devices=devices,
+                    precision_reason=reason)
+
+
+def for_accelerators(config: RunConfig, hardware: Hardware) -> RunConfig:
+    """Return `config` with the batch that fills the GPUs; itself on CPU-only hosts.
+
+    The batch becomes `data.gpu_batch_size` per GPU, and the model's learning rate grows
+    with the square root of the batch ratio (Adam's rule of thumb; linear overshoots).
+    """
+    if not hardware.gpus or config.data.gpu_batch_size is None:
+        return config
+    batch_size = config.data.gpu_batch_size * max(1, hardware.strategy.num_replicas_in_sync)
+    params = dict(config.model.params)
+    if "learning_rate" in params:
+        params["learning_rate"] *= math.sqrt(batch_size / config.data.batch_size)
+    return config.model_copy(update={
+        "data": config.data.model_copy(update={"batch_size": batch_size}),
+        "model": config.model.model_copy(update={"params": params})})
+
+
+def set_jit_compile(model: keras.Model, setting: str) -> bool:
+    """Apply train.jit_compile to a compiled model; return whether XLA compiles its steps.
+
+    `auto` keeps Keras' choice: XLA on GPUs, not on CPU-only hosts, where XLA's CPU
+    convolutions made the default CNN's step ~6x slower than TensorFlow's oneDNN kernels
+    (see `make bench-train`).
+    """
+    if setting != "auto":
+        model.jit_compile = setting == "on"
+    return bool(model.jit_compile)
 
 
 @contextmanager
@@ -114,3 +199,28 @@ def serving_copy(model: keras.Model, rebuild) -> keras.Model:
         keras.mixed_precision.set_global_policy(policy)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def host_description() -> dict[str, object]:
+    """Return the CPU model, core count, vector instruction sets and GPUs of this host.
+
+    Every speed figure depends on these (the default CNN trains ~3x faster per epoch on a
+    CPU with AVX512-BF16 than on one with AVX2 alone), so benchmarks print them with it.
+    """
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+    gpus = [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
+    return {"cpu_model": model, "cores": os.cpu_count(),
+            "instruction_sets": " ".join(flag for flag in wanted if flag in flags) or "none",
+            "gpus": gpus, "precision": keras.mixed_precision.global_policy().name,
+            "tensorflow": tf.__version__,
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}

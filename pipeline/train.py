@@ -29,7 +29,14 @@ from pipeline.callbacks import (
 )
 from pipeline.config import RunConfig
 from pipeline.data import Datasets, make_datasets
-from pipeline.hardware import Hardware, configured, serving_copy
+from pipeline.hardware import (
+    Hardware,
+    configured,
+    for_accelerators,
+    host_description,
+    serving_copy,
+    set_jit_compile,
+)
 from pipeline.insights import log_insights
 from pipeline.tracking import MetricsCallback, Run, Tracker
 from serving import export
@@ -80,6 +87,7 @@ def run(config: RunConfig, log=print, callbacks: Sequence[keras.callbacks.Callba
 
 
 def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id) -> TrainResult:
+    config = for_accelerators(config, hardware)
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     workdir = config.train.checkpoint_dir / config.name
     resume_id = _resumable_run(config, tracker, workdir, parent_run_id)
@@ -103,6 +111,7 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id)
         with hardware.strategy.scope():
             model = get_family(config.model.family).build(
                 data.input_spec, data.num_classes, **config.model.params)
+        _log_hardware(mlflow_run, hardware, set_jit_compile(model, config.train.jit_compile))
         mlflow_run.log_text(_summary(model), "model_summary.txt")
         mlflow_run.log_metrics({"parameters": model.count_params()})
         _fit(model, data, config, mlflow_run, workdir, log, callbacks)
@@ -173,6 +182,18 @@ def _log_data(mlflow_run: Run, data: Datasets) -> None:
     if data.manifest:
         mlflow_run.log_text("\n".join(data.manifest) + "\n", "data/manifest.tsv")
     mlflow_run.log_dataset(data.identity, data.sizes)
+
+
+def _log_hardware(mlflow_run: Run, hardware: Hardware, jit_compile: bool) -> None:
+    """Tag the run with what its speed depends on: CPU, vector units, precision, XLA."""
+    host = host_description()
+    mlflow_run.set_tags({
+        "hardware.cpu": host["cpu_model"], "hardware.cores": host["cores"],
+        "hardware.instruction_sets": host["instruction_sets"],
+        "hardware.devices": ", ".join(hardware.devices),
+        "hardware.precision": f"mixed_{hardware.precision}" if hardware.precision else "float32",
+        "hardware.precision_reason": hardware.precision_reason,
+        "hardware.jit_compile": jit_compile, "hardware.onednn": host["onednn"]})
 
 
 def _summary(model: keras.Model) -> str:

@@ -118,3 +118,24 @@ def test_augmentation_acts_in_training_only():
     assert all((image == 0).any() for image in erased)
     np.testing.assert_array_equal(np.asarray(erase(rescaled, training=False)), np.asarray(rescaled))
     np.testing.assert_array_equal(model.predict(pixels, verbose=0), model.predict(pixels, verbose=0))
+
+
+@pytest.mark.parametrize("size", [(12, 12), (13, 11)])
+def test_space_to_depth_folds_each_2x2_patch_into_channels_losing_no_pixel(size):
+    spec = InputSpec.image(*size, 2)
+    model = get_family("cnn").build(spec, 3, space_to_depth=True, conv_blocks=1, filters=4,
+                                    dense_units=0)
+    stem = keras.Model(model.input, model.get_layer("stem_fold").output)
+    images = np.arange(2 * np.prod(size) * 2).reshape(2, *size, 2) % 251
+    folded = np.asarray(stem(images.astype(np.uint8)))
+    height, width = (size[0] + 1) // 2, (size[1] + 1) // 2
+    assert folded.shape == (2, height, width, 8)
+    # Pixel (2i + a, 2j + b), channel c lands at (i, j) in channel (2a + b) * C + c.
+    padded = np.zeros((2, 2 * height, 2 * width, 2))
+    padded[:, : size[0], : size[1]] = images / 255.0
+    for a in (0, 1):
+        for b in (0, 1):
+            np.testing.assert_allclose(folded[..., (2 * a + b) * 2 : (2 * a + b) * 2 + 2],
+                                       padded[:, a::2, b::2], rtol=1e-6)
+    with pytest.raises(ValueError, match="conv_blocks=3 with space_to_depth pools a 12x12"):
+        get_family("cnn").build(IMAGE, 3, conv_blocks=3, space_to_depth=True)

@@ -62,3 +62,38 @@ def test_bfloat16_training_exports_a_float32_savedmodel(workdir, image_folder):
         float(np.mean(served["class_id"].numpy() == labels)), abs=1e-6)
     served_loss = keras.losses.sparse_categorical_crossentropy(labels, served["probabilities"])
     assert metrics["test_loss"] == pytest.approx(float(np.mean(served_loss)), rel=1e-4)
+
+
+def test_auto_precision_says_why_and_takes_bfloat16_only_where_measured_faster():
+    from pipeline.hardware import (
+        BFLOAT16_MIN_SPEEDUP,
+        _cpu_has_bfloat16,
+        bfloat16_speedup,
+        precision_choice,
+    )
+
+    precision, reason = precision_choice("auto", [])
+    assert reason.startswith("auto: ")
+    if not _cpu_has_bfloat16():
+        assert precision is None and "no AVX512-BF16/AMX" in reason
+    else:  # native bfloat16: the choice follows the timed step
+        assert (precision == "bfloat16") == (bfloat16_speedup() >= BFLOAT16_MIN_SPEEDUP)
+        assert f"{bfloat16_speedup():.2f}x" in reason
+    assert precision_choice("off", []) == (None, "train.mixed_precision: off")
+
+
+def test_on_gpus_the_batch_fills_the_device_and_the_learning_rate_follows():
+    from pipeline.hardware import Hardware, for_accelerators
+
+    config = load_config(None, {"data.batch_size": 64, "data.gpu_batch_size": 256,
+                                "model.learning_rate": 0.001})
+    strategy = tf.distribute.get_strategy()
+    cpu = Hardware(strategy=strategy, precision=None, devices=("CPU",))
+    assert for_accelerators(config, cpu) is config
+    gpu = Hardware(strategy=strategy, precision="bfloat16", devices=("/physical_device:GPU:0",))
+    scaled = for_accelerators(config, gpu)
+    assert scaled.data.batch_size == 256
+    assert scaled.model.params["learning_rate"] == pytest.approx(0.002)  # sqrt(256 / 64) = 2
+    unset = config.model_copy(update={"data": config.data.model_copy(
+        update={"gpu_batch_size": None})})
+    assert for_accelerators(unset, gpu) is unset

@@ -1,0 +1,179 @@
+"""Time to accuracy: how long `make train` takes to reach 0.90, 0.92 and 0.93 held-out accuracy.
+
+Two paths in one process, on the same data, network and host:
+1. pipeline: the training stage itself (`pipeline.train.run`: data, fit with the stage's
+   callbacks and learning-rate schedule, evaluation, export and registration into a scratch
+   MLflow store), wall time from the start of the run;
+2. bare Keras: the same network built by the same family `build`, `model.fit` on in-memory
+   NumPy arrays for the same epochs at the config's learning rate, no schedule, no
+   callbacks: what a user writes by hand. Its clock starts at `fit` (arrays in memory).
+
+After every epoch a callback measures accuracy on the held-out test split; the time it
+takes is kept off both clocks. The pipeline restores its best epoch (by validation accuracy)
+before the final evaluation; bare Keras keeps its last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import keras
+import numpy as np
+import typer
+
+from models import get_family
+from pipeline import train
+from pipeline.config import RunConfig, load_config, parse_override
+from pipeline.data import make_datasets
+from pipeline.hardware import configured, host_description
+from pipeline.tracking import scratch_dir
+
+THRESHOLDS = (0.90, 0.92, 0.93)
+
+
+class HeldOutAccuracy(keras.callbacks.Callback):
+    """Record (seconds on the clock, val_accuracy, test accuracy) after every epoch.
+
+    The clock starts at `started` (a perf_counter value) and does not run while this
+    callback evaluates, so the figures are those of a run that never looked at the test set.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, started: float):
+        super().__init__()
+        self.images, self.labels, self.started = images, labels, started
+        self.off_clock = 0.0
+        self.epochs: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        paused = time.perf_counter()
+        probabilities = self.model.predict(self.images, batch_size=1000, verbose=0)
+        accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == self.labels))
+        self.epochs.append({
+            "epoch": epoch + 1,
+            "seconds": round(paused - self.started - self.off_clock, 2),
+            "val_accuracy": round(float((logs or {}).get("val_accuracy", float("nan"))), 4),
+            "test_accuracy": round(accuracy, 4),
+        })
+        self.off_clock += time.perf_counter() - paused
+
+    def seconds_now(self) -> float:
+        return time.perf_counter() - self.started - self.off_clock
+
+
+def first_reaching(epochs: list[dict[str, float]], threshold: float) -> dict | None:
+    """Return the first epoch whose test accuracy reaches `threshold`, or None."""
+    return next((row for row in epochs if row["test_accuracy"] >= threshold), None)
+
+
+def _arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = zip(*dataset.as_numpy_iterator())
+    return np.stack(images), np.asarray(labels)
+
+
+def pipeline_path(config: RunConfig, test: tuple[np.ndarray, np.ndarray],
+                  scratch: Path) -> dict:
+    """Run the training stage end to end into `scratch`; return its epochs and totals."""
+    scratch_config = config.model_copy(update={
+        "tracking": config.tracking.model_copy(update={
+            "tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}", "experiment": "bench"}),
+        "train": config.train.model_copy(update={"checkpoint_dir": scratch / "checkpoints",
+                                                 "resume": False}),
+        "export": config.export.model_copy(update={"base_dir": scratch / "saved_models"}),
+    })
+    started = time.perf_counter()
+    monitor = HeldOutAccuracy(*test, started)
+    result = train.run(scratch_config, log=lambda line: print(line, flush=True),
+                       callbacks=[monitor])
+    return {"epochs": monitor.epochs, "total_seconds": round(monitor.seconds_now(), 1),
+            "test_accuracy": round(result.metrics["test_accuracy"], 4),
+            "what": "make train's path: tf.data, the stage's callbacks and schedule, "
+                    "evaluation, export, registration"}
+
+
+def bare_keras_path(config: RunConfig, data, test: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Fit the same network on NumPy arrays with plain `model.fit`; return its epochs."""
+    x_train, y_train = _arrays(data.unbatched["train"])
+    validation = _arrays(data.unbatched["validation"])
+    with configured(config.train, config.seed):
+        model = get_family(config.model.family).build(data.input_spec, data.num_classes,
+                                                      **config.model.params)
+        started = time.perf_counter()
+        monitor = HeldOutAccuracy(*test, started)
+        model.fit(x_train, y_train, batch_size=config.data.batch_size,
+                  epochs=config.train.epochs, validation_data=validation,
+                  callbacks=[monitor], verbose=2)
+    return {"epochs": monitor.epochs, "total_seconds": round(monitor.seconds_now(), 1),
+            "test_accuracy": monitor.epochs[-1]["test_accuracy"],
+            "what": "bare Keras: model.fit on NumPy arrays, constant learning rate"}
+
+
+def run(config: RunConfig, baseline: bool = True) -> dict:
+    """Measure both paths (bare Keras only if `baseline`); return the results as plain data."""
+    with configured(config.train, config.seed) as hardware:
+        host = {**host_description(), "precision": hardware.describe()}
+    data = make_datasets(config.data, config.seed)
+    test = _arrays(data.unbatched["test"])
+    paths = {}
+    with scratch_dir() as scratch:
+        paths["pipeline"] = pipeline_path(config, test, scratch)
+    if baseline:
+        paths["bare_keras"] = bare_keras_path(config, data, test)
+    for path in paths.values():
+        path["time_to_accuracy"] = {
+            f"{threshold:.2f}": (row and {"seconds": row["seconds"], "epoch": row["epoch"]})
+            for threshold in THRESHOLDS for row in [first_reaching(path["epochs"], threshold)]}
+    return {"config": config.name, "epochs": config.train.epochs,
+            "batch_size": config.data.batch_size, "host": host,
+            "paths": paths}
+
+
+def markdown(result: dict) -> str:
+    """Return the time-to-accuracy table (one row per path) and the per-epoch curves."""
+    host = result["host"]
+    lines = [f"Time to accuracy, `{result['config']}` ({result['epochs']} epochs, batch "
+             f"{result['batch_size']}); host: {host['cpu_model']}, {host['cores']} cores, "
+             f"{host['instruction_sets']}; {host['precision']}", "",
+             "| path | " + " | ".join(f"to {t:.2f}" for t in THRESHOLDS)
+             + " | final test accuracy | total wall |",
+             "|---|" + "---:|" * (len(THRESHOLDS) + 2)]
+    for name, path in result["paths"].items():
+        cells = [(f"{hit['seconds']:.0f} s (epoch {hit['epoch']})" if hit else "not reached")
+                 for hit in path["time_to_accuracy"].values()]
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {path['test_accuracy']:.4f} | {path['total_seconds']:.0f} s |")
+    for name, path in result["paths"].items():
+        lines += ["", f"{name}: {path['what']}", "",
+                  "| epoch | seconds | val_accuracy | test_accuracy |", "|---:|---:|---:|---:|"]
+        lines += [f"| {row['epoch']} | {row['seconds']:.0f} | {row['val_accuracy']:.4f} "
+                  f"| {row['test_accuracy']:.4f} |" for row in path["epochs"]]
+    return "\n".join(lines) + "\n"
+
+
+
+def write(result: dict, output_dir: Path) -> Path:
+    """Write the result as JSON and Markdown under `output_dir`; return the Markdown path."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    name = f"bench_time_to_accuracy_{result['config']}"
+    (output_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = output_dir / f"{name}.md"
+    path.write_text(markdown(result))
+    return path
+
+
+def main(
+    config: Annotated[Path, typer.Option("--config", "-c")] = Path("configs/fashion_cnn.yaml"),
+    baseline: Annotated[bool, typer.Option(help="Also fit the bare-Keras baseline.")] = True,
+    output_dir: Annotated[Path, typer.Option()] = Path("bench/results"),
+    set_: Annotated[list[str] | None, typer.Option("--set")] = None,
+) -> None:
+    """Time to 0.90 / 0.92 / 0.93 test accuracy: `make train`'s path beside bare Keras."""
+    run_config = load_config(config, dict(parse_override(item) for item in set_ or []))
+    result = run(run_config, baseline=baseline)
+    print(write(result, output_dir).read_text())
+
+
+if __name__ == "__main__":
+    typer.run(main)
