@@ -79,7 +79,7 @@ def train(
             "train.epochs": epochs, "data.batch_size": batch_size, "name": name,
             "tracking.experiment": experiment, "tracking.tracking_uri": tracking_uri,
             "train.resume": None if resume else False}, set_)
-        from pipeline import train as train_stage
+        from pipeline.stages import train as train_stage
 
         result = train_stage.run(run_config, log=lambda line: typer.echo(line))
     except _expected_errors() as error:
@@ -121,7 +121,7 @@ def tune(
             "tune.tuner": tuner, "tune.max_trials": max_trials, "tune.epochs": epochs,
             "tune.objective": objective, "tune.executions_per_trial": executions,
             "tune.workers": workers, "tune.overwrite": True if overwrite else None}, set_)
-        from pipeline import tune as tune_stage
+        from pipeline.stages import tune as tune_stage
 
         tune_stage.run(run_config, log=lambda line: typer.echo(line))
     except _expected_errors() as error:
@@ -142,7 +142,7 @@ def promote(
     _quiet_tensorflow()
     try:
         run_config = _load(config, {"tune.promotion_margin": margin}, set_)
-        from pipeline import promote as promote_stage
+        from pipeline.stages import promote as promote_stage
 
         promote_stage.run(run_config, model_name=model, log=lambda line: typer.echo(line))
     except _expected_errors() as error:
@@ -155,7 +155,7 @@ def data(config: ConfigOption = None, set_: SetOption = None) -> None:
     _quiet_tensorflow()
     try:
         run_config = _load(config, {}, set_)
-        from pipeline import data as data_stage
+        from pipeline.stages import data as data_stage
 
         summary = data_stage.run(run_config.data, run_config.seed)
     except _expected_errors() as error:

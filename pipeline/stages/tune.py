@@ -1,9 +1,9 @@
 """The tuning stage: a KerasTuner search tracked in MLflow, then its best model as challenger.
 
 MLflow tree: one parent run per sweep (config, search space, best values, trial table and
-plots), one nested run per trial (see pipeline/tuner.py), and one nested run for the best
-model, retrained (or restored from its best checkpoint), evaluated, exported and registered
-with the alias `challenger`.
+plots), one nested run per trial (see pipeline/fitting/tracked_tuner.py), and one nested run
+for the best model, retrained (or restored from its best checkpoint), evaluated, exported
+and registered with the alias `challenger` (pipeline/stages/tune_results.py).
 
 Resume: the KerasTuner project (`tuning/<name>/`) holds the search; `mlflow.json` beside it
 holds the parent run. Running the same command again reloads both: finished trials stay
@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,14 @@ import keras_tuner as kt
 import yaml
 
 from models import get_family
-from pipeline import plots, train
-from pipeline.callbacks import learning_rate_schedule
-from pipeline.config import ConfigError, ModelConfig, RunConfig
-from pipeline.data import make_datasets
-from pipeline.hardware import configured
+from pipeline.config import ConfigError, RunConfig
+from pipeline.fitting.callbacks import learning_rate_schedule
+from pipeline.fitting.hardware import configured
+from pipeline.fitting.hypermodel import FamilyHyperModel, declare_overrides
+from pipeline.fitting.tracked_tuner import make_tuner
+from pipeline.stages.data import make_datasets
+from pipeline.stages.tune_results import TuneResult, conclude
 from pipeline.tracking import Run, Tracker
-from pipeline.tuner import FamilyHyperModel, declare_overrides, make_tuner, shown
 
 PARENT_ENV = "TFPIPE_PARENT_RUN_ID"
 SWEEP_TAG = "sweep.name"
@@ -53,15 +53,6 @@ class SweepFinished(Exception):
     def __init__(self, run_id: str):
         super().__init__(run_id)
         self.run_id = run_id
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    parent_run_id: str
-    best_hyperparameters: dict[str, Any]
-    best_score: float | None
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    final: train.TrainResult | None = None
 
 
 def _role() -> str | None:
@@ -181,7 +172,7 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
                      epochs=config.tune.epochs, shuffle=False, verbose=0)
         if worker:
             return None
-        return _conclude(config, tuner, tracker, parent, log)
+        return conclude(config, tuner, tracker, parent, _project(config), log)
     except KeyboardInterrupt:
         if "tuner" in locals():
             tuner.mark_interrupted()
@@ -192,81 +183,6 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
         if not worker:
             tracker.close_run(parent, "FAILED", error)
         raise
-
-
-def trial_rows(tuner) -> list[dict[str, Any]]:
-    """Return one row per trial: id, status, score, then its hyperparameter values."""
-    rows = []
-    for trial_id in sorted(tuner.oracle.trials):
-        trial = tuner.oracle.trials[trial_id]
-        rows.append({"trial": trial_id, "status": str(trial.status).lower(),
-                     "score": trial.score,
-                     **{k: v for k, v in trial.hyperparameters.values.items()
-                        if not k.startswith("tuner/")}})
-    return rows
-
-
-def _table(rows: list[dict[str, Any]], objective: str) -> str:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    header = [objective if column == "score" else column for column in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [f"{row[c]:.4f}" if c == "score" and row[c] is not None
-                 else shown(row.get(c, "")) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _conclude(config: RunConfig, tuner, tracker: Tracker, parent: Run, log) -> TuneResult:
-    rows = trial_rows(tuner)
-    objective = config.tune.objective
-    table = _table(rows, objective)
-    log(table)
-    parent.log_text(table, "sweep/trials.md")
-    parent.log_dict({"trials": rows}, "sweep/trials.json")
-    names = [name for name in rows[0] if name not in ("trial", "status", "score")] if rows else []
-    parent.log_figure(plots.hyperparameter_effects(rows, names, objective),
-                      "sweep/hyperparameters.png")
-    best_trials = tuner.oracle.get_best_trials(1)
-    if not best_trials or best_trials[0].score is None:
-        raise RuntimeError(f"sweep {config.name}: no trial completed; see the trial runs")
-    best = best_trials[0]
-    values = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
-    parent.log_params({f"best.{name}": value for name, value in values.items()})
-    parent.log_metrics({f"best_{objective}": best.score, "trials": len(rows)})
-    parent.set_tags({"best_trial": best.trial_id})
-    shown_values = ", ".join(f"{name}={shown(value)}" for name, value in values.items())
-    log(f"best trial {best.trial_id}: {objective} {best.score:.4f} | {shown_values}")
-    final = _final_model(config, tuner, values, tracker, parent, log)
-    if final.model_version is not None:
-        tracker.set_alias(config.name, "challenger", final.model_version)
-        log(f"registered {config.name} version {final.model_version} as challenger "
-            f"(test_accuracy {final.metrics.get('test_accuracy', float('nan')):.4f})")
-    parent.log_metrics({f"final_{key}": value for key, value in final.metrics.items()})
-    tracker.close_run(parent, "FINISHED")
-    return TuneResult(parent.run_id, values, best.score, rows, final)
-
-
-def _final_model(config: RunConfig, tuner, values: dict[str, Any], tracker: Tracker,
-                 parent: Run, log) -> train.TrainResult:
-    """Retrain the best hyperparameters on the full data, or restore the best checkpoint."""
-    params = {**config.model.params, **values}
-    best_config = config.model_copy(update={
-        "model": ModelConfig.model_validate({"family": config.model.family, **params}),
-        # Its backup lives with the sweep's project: OVERWRITE=1 removes it with the search,
-        # and it never touches a `make train` of the same name under train.checkpoint_dir.
-        "train": config.train.model_copy(update={
-            "epochs": config.tune.retrain_epochs or config.train.epochs,
-            "checkpoint_dir": _project(config) / "final"})})
-    if config.tune.final == "retrain":
-        log(f"retraining the best model for {best_config.train.epochs} epochs on the full data")
-        return train.run(best_config, log=log, parent_run_id=parent.run_id)
-    model = tuner.get_best_models(1)[0]
-    data = make_datasets(config.data, config.seed)
-    with tracker.run("best-restored", parent_run_id=parent.run_id,
-                     tags={"model_name": config.name}) as mlflow_run:
-        mlflow_run.log_params(best_config.flat())
-        return train.finish(model, data, best_config, tracker, mlflow_run, log)
 
 
 def _free_port() -> int:

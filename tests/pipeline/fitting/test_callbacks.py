@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.callbacks import CrashSafeBackup, CrashSafeCheckpoint
+from pipeline.fitting.callbacks import CrashSafeBackup, CrashSafeCheckpoint
 
 rng = np.random.default_rng(0)
 FEATURES = rng.normal(size=(64, 4)).astype("float32")

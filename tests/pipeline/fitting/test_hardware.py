@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 from models import InputSpec, get_family
-from pipeline import train
 from pipeline.config import load_config
-from pipeline.data import make_datasets
-from pipeline.hardware import configure, precision_for, serving_copy
+from pipeline.fitting.hardware import configure, precision_for, serving_copy
+from pipeline.stages import train
+from pipeline.stages.data import make_datasets
 from tests.conftest import tiny_overrides
 
 
