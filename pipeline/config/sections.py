@@ -135,10 +135,13 @@ class TuneConfig(Section):
     """A KerasTuner search; each trial is a nested MLflow run under one run per sweep."""
 
     tuner: Literal["random", "bayesian", "hyperband"] = "hyperband"
-    max_trials: Annotated[int, Field(ge=1)] = 10  # random and bayesian; hyperband sizes itself
+    # The number of trials, whatever the tuner. Unset: 10 for random and bayesian, and for
+    # hyperband what its brackets run in `hyperband_iterations` iterations.
+    max_trials: Annotated[int, Field(ge=1)] | None = None
     epochs: Annotated[int, Field(ge=1)] = 10  # per trial; hyperband's max_epochs
     hyperband_factor: Annotated[int, Field(ge=2)] = 3
-    hyperband_iterations: Annotated[int, Field(ge=1)] = 1
+    # Unset: one iteration, or with max_trials as many as it takes to run that many trials.
+    hyperband_iterations: Annotated[int, Field(ge=1)] | None = None
     executions_per_trial: Annotated[int, Field(ge=1)] = 1
     objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     # Narrow or fix the family's search space: a list is a choice, {min, max[, step,

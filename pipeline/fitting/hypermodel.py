@@ -67,6 +67,11 @@ class FamilyHyperModel(kt.HyperModel):
         return self.family.search_space(hp, self.input_spec, self.num_classes,
                                         **self.fixed, **extra)
 
+    def base_learning_rate(self, values: dict[str, Any]) -> float:
+        """Return the learning rate a trial with these hyperparameter values starts from."""
+        fallback = self.fixed.get("learning_rate", self.family.DEFAULTS["learning_rate"])
+        return float(values.get("learning_rate", fallback))
+
 
 def shown(value: Any) -> str:
     """A hyperparameter value as people read it: 0.3, not KerasTuner's 0.30000000000000004."""

@@ -8,23 +8,24 @@ trial ended. The HyperModel it tunes is in pipeline/fitting/hypermodel.py.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import keras
 import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
+
+# KerasTuner's best-epoch checkpoint has no public name; tuner.run_trial adds one per trial.
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 from tensorflow.python.framework import ops as tf_ops
 
-from pipeline.fitting.callbacks import CrashSafeBackup, save_weights_atomically
+from pipeline.config import TrainConfig
+from pipeline.fitting.callbacks import fit_callbacks, save_weights_atomically
 from pipeline.fitting.hypermodel import shown
-from pipeline.tracking import MetricsCallback, Run, Tracker
+from pipeline.tracking import Run, Tracker
 
 TRIAL_TAG = "kerastuner.trial_id"
 INVALID = "invalid hyperparameters"
@@ -59,12 +60,13 @@ def released_custom_gradients() -> Iterator[None]:
 class TrackedTrials:
     """Mixin placed before a KerasTuner Tuner class; see the module docstring."""
 
-    def __init__(self, *args, tracker: Tracker, parent_run_id: str, log=print,
-                 schedule: Callable[[dict[str, Any], int], keras.callbacks.Callback | None]
-                 = lambda values, epochs: None, **kwargs):
+    def __init__(self, *args, tracker: Tracker, parent_run_id: str, fit_config: TrainConfig,
+                 examples_per_epoch: int, log=print, **kwargs):
         self.tracker = tracker
-        self.schedule = schedule
         self.parent_run_id = parent_run_id
+        # The training section as trials use it: monitor the objective, no early stopping.
+        self.fit_config = fit_config
+        self.examples_per_epoch = examples_per_epoch
         self.log = log
         self.trial_runs: dict[str, Run] = {}
         self._executions: dict[str, int] = defaultdict(int)
@@ -106,16 +108,14 @@ class TrackedTrials:
         prefix = f"execution{execution}/" if self.executions_per_trial > 1 else ""
         key = prefix + self.objective_name
         self._prepare_best_checkpoint(kwargs["callbacks"], run.metric_history(key))
-        kwargs["callbacks"] = kwargs["callbacks"] + [
-            CrashSafeBackup(os.path.join(self.get_trial_dir(trial.trial_id), f"backup{execution}")),
-            keras.callbacks.TerminateOnNaN(),
-        ]
-        # Trials train as the final model will (same learning-rate schedule over their
-        # epochs): a constant rate would rank values by how they do without it.
-        schedule = self.schedule(trial.hyperparameters.values, kwargs.get("epochs", 1))
-        if schedule is not None:
-            kwargs["callbacks"].append(schedule)
-        kwargs["callbacks"].append(MetricsCallback(run, prefix=prefix))
+        # Trials train as the final model will (same callbacks, same learning-rate schedule
+        # over their epochs): a constant rate would rank values by how they do without it.
+        kwargs["callbacks"] = kwargs["callbacks"] + fit_callbacks(
+            self.fit_config.model_copy(update={"epochs": kwargs.get("epochs", 1)}),
+            mlflow_run=run,
+            backup_dir=Path(self.get_trial_dir(trial.trial_id)) / f"backup{execution}",
+            base_learning_rate=self.hypermodel.base_learning_rate(trial.hyperparameters.values),
+            examples_per_epoch=self.examples_per_epoch, metric_prefix=prefix)
         try:
             with released_custom_gradients():
                 super()._build_and_fit_model(trial, *args, **kwargs)
@@ -138,7 +138,7 @@ class TrackedTrials:
         # start it from the best epoch already reached so that a worse one cannot replace it.
         # It overwrites its file in place; write it the crash-safe way instead.
         for callback in callbacks:
-            if type(callback).__name__ == "SaveBestEpoch":
+            if isinstance(callback, SaveBestEpoch):
                 callback._save_model = lambda callback=callback: save_weights_atomically(
                     callback.model, callback.filepath)
                 if history:
@@ -178,7 +178,13 @@ TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization,
           "hyperband": kt.Hyperband}
 
 
-def make_tuner(kind: str, **kwargs) -> kt.Tuner:
-    """Return a KerasTuner tuner of `kind` with MLflow-tracked trials."""
+def make_tuner(kind: str, *, max_trials: int | None, **kwargs) -> kt.Tuner:
+    """Return a KerasTuner tuner of `kind` with MLflow-tracked trials; at most `max_trials`."""
     tuner_class = type(f"Tracked{TUNERS[kind].__name__}", (TrackedTrials, TUNERS[kind]), {})
-    return tuner_class(**kwargs)
+    if kind != "hyperband":
+        return tuner_class(max_trials=max_trials, **kwargs)
+    tuner = tuner_class(**kwargs)
+    # KerasTuner's Hyperband takes no trial budget, but the Oracle's create_trial stops the
+    # search at `max_trials` for every oracle. A worker holds a client: set it on the oracle.
+    getattr(tuner.oracle, "_oracle", tuner.oracle).max_trials = max_trials
+    return tuner

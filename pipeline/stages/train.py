@@ -21,17 +21,12 @@ import numpy as np
 
 from models import get_family
 from pipeline.config import RunConfig
-from pipeline.fitting.callbacks import (
-    CrashSafeBackup,
-    CrashSafeCheckpoint,
-    EpochTimer,
-    learning_rate_schedule,
-)
+from pipeline.fitting.callbacks import fit_callbacks
 from pipeline.fitting.hardware import Hardware, configured, serving_copy
 from pipeline.reports.insights import log_insights
 from pipeline.stages import evaluate
 from pipeline.stages.data import Datasets, make_datasets
-from pipeline.tracking import MetricsCallback, Run, Tracker
+from pipeline.tracking import Run, Tracker
 from serving import export
 
 STATE_FILE = "run.json"
@@ -183,27 +178,11 @@ def _summary(model: keras.Model) -> str:
 
 def make_callbacks(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
                    workdir: Path) -> list[keras.callbacks.Callback]:
-    """Return the stage's callbacks: backup, best checkpoint, timing, stopping, schedule, MLflow."""
-    train = config.train
-    mode = "max" if train.monitor.endswith("accuracy") else "min"
-    # After a resume, the best value so far lives in MLflow, not in the checkpoint callback.
-    best = [value for _, value in mlflow_run.metric_history(train.monitor)]
-    best_so_far = (max(best) if mode == "max" else min(best)) if best else None
-    callbacks: list[keras.callbacks.Callback] = [
-        CrashSafeBackup(str(workdir / "backup")),
-        CrashSafeCheckpoint(
-            str(workdir / "best.weights.h5"), monitor=train.monitor, mode=mode,
-            save_best_only=True, initial_value_threshold=best_so_far),
-        EpochTimer(data.sizes["train"]),
-    ]
-    if train.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=train.monitor, mode=mode, patience=train.early_stopping_patience))
-    schedule = learning_rate_schedule(train, float(model.optimizer.learning_rate.numpy()), mode)
-    if schedule is not None:
-        callbacks.append(schedule)
-    callbacks.append(MetricsCallback(mlflow_run))  # after the above: sees what they add to logs
-    return callbacks
+    """Return the stage's callbacks (see `fit_callbacks`), backing up under `workdir`."""
+    return fit_callbacks(
+        config.train, mlflow_run=mlflow_run, backup_dir=workdir / "backup",
+        base_learning_rate=float(model.optimizer.learning_rate.numpy()),
+        examples_per_epoch=data.sizes["train"], best_weights=workdir / "best.weights.h5")
 
 
 def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,

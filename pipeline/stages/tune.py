@@ -27,14 +27,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import keras_tuner as kt
-import yaml
 
 from models import get_family
-from pipeline.config import ConfigError, RunConfig
-from pipeline.fitting.callbacks import learning_rate_schedule
+from pipeline.config import ConfigError, RunConfig, dump_config
+from pipeline.fitting.callbacks import monitor_mode
 from pipeline.fitting.hardware import configured
 from pipeline.fitting.hypermodel import FamilyHyperModel, declare_overrides
 from pipeline.fitting.tracked_tuner import make_tuner
@@ -45,6 +43,7 @@ from pipeline.tracking import Run, Tracker
 PARENT_ENV = "TFPIPE_PARENT_RUN_ID"
 SWEEP_TAG = "sweep.name"
 STATE_FILE = "mlflow.json"
+DEFAULT_MAX_TRIALS = 10  # random and bayesian, when tune.max_trials is unset
 
 
 class SweepFinished(Exception):
@@ -100,24 +99,11 @@ def _parent_run(config: RunConfig, tracker: Tracker, role: str | None) -> tuple[
 
 
 def _objective(config: RunConfig) -> kt.Objective:
-    name = config.tune.objective
-    return kt.Objective(name, "max" if name.endswith("accuracy") else "min")
+    return kt.Objective(config.tune.objective, monitor_mode(config.tune.objective))
 
 
-def _trial_schedule(config: RunConfig, hypermodel: FamilyHyperModel):
-    """Return values, epochs -> the learning-rate callback of the training stage for a trial."""
-    mode = _objective(config).direction
-
-    def schedule(values: dict[str, Any], epochs: int):
-        base = values.get("learning_rate", hypermodel.fixed.get(
-            "learning_rate", hypermodel.family.DEFAULTS["learning_rate"]))
-        train_config = config.train.model_copy(update={"epochs": epochs})
-        return learning_rate_schedule(train_config, float(base), mode)
-
-    return schedule
-
-
-def _tuner(config: RunConfig, hypermodel: FamilyHyperModel, tracker: Tracker, parent: Run, log):
+def _tuner(config: RunConfig, hypermodel: FamilyHyperModel, tracker: Tracker, parent: Run,
+           examples_per_epoch: int, log):
     tune = config.tune
     common = dict(
         hypermodel=hypermodel, objective=_objective(config), seed=config.seed,
@@ -126,11 +112,17 @@ def _tuner(config: RunConfig, hypermodel: FamilyHyperModel, tracker: Tracker, pa
         max_consecutive_failed_trials=tune.max_consecutive_failed_trials,
         directory=str(tune.directory), project_name=config.name, overwrite=False,
         tracker=tracker, parent_run_id=parent.run_id, log=log,
-        schedule=_trial_schedule(config, hypermodel))
+        fit_config=config.train.model_copy(update={
+            "monitor": tune.objective, "early_stopping_patience": None}),
+        examples_per_epoch=examples_per_epoch)
     if tune.tuner == "hyperband":
-        return make_tuner("hyperband", max_epochs=tune.epochs, factor=tune.hyperband_factor,
-                          hyperband_iterations=tune.hyperband_iterations, **common)
-    return make_tuner(tune.tuner, max_trials=tune.max_trials, **common)
+        # Without a trial budget Hyperband sizes itself (its brackets, once); with one, it
+        # runs further iterations of its brackets until the budget is spent.
+        iterations = tune.hyperband_iterations or (None if tune.max_trials else 1)
+        return make_tuner("hyperband", max_trials=tune.max_trials, max_epochs=tune.epochs,
+                          factor=tune.hyperband_factor, hyperband_iterations=iterations,
+                          **common)
+    return make_tuner(tune.tuner, max_trials=tune.max_trials or DEFAULT_MAX_TRIALS, **common)
 
 
 def run(config: RunConfig, log=print) -> TuneResult | None:
@@ -163,7 +155,7 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
         f"({'new' if is_new else 'resumed'}) in {tracker.tracking_uri}"
         + (f" [{role}]" if role else ""))
     try:
-        tuner = _tuner(config, hypermodel, tracker, parent, log)
+        tuner = _tuner(config, hypermodel, tracker, parent, trial_data.sizes["train"], log)
         if is_new:
             parent.log_params(config.flat())
         if not worker:
@@ -185,7 +177,8 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
         raise
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """Return a loopback TCP port that is free now (for the chief's oracle)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -204,12 +197,10 @@ def launch_local_cluster(config: RunConfig, log=print) -> None:
     single = config.model_copy(update={"tune": config.tune.model_copy(
         update={"workers": 1, "overwrite": False})})
     config_file = project / "cluster_config.yaml"
-    dumped = single.model_dump(mode="json")
-    dumped["model"] = {"family": single.model.family, **single.model.params}
-    config_file.write_text(yaml.safe_dump(dumped, sort_keys=False))
+    config_file.write_text(dump_config(single))
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-           "KERASTUNER_ORACLE_PORT": str(_free_port()), PARENT_ENV: parent.run_id,
+           "KERASTUNER_ORACLE_PORT": str(free_port()), PARENT_ENV: parent.run_id,
            "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
            "MLFLOW_TRACKING_URI": tracker.tracking_uri}
     command = [sys.executable, "-m", "pipeline", "tune", "--config", str(config_file)]
