@@ -11,8 +11,10 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -39,17 +41,31 @@ def _load(config: Path | None, overrides: dict[str, Any], assignments: list[str]
     return load_config(config, merged)
 
 
-def _fail(error: BaseException, code: int = 1) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(code)
+@contextmanager
+def _reported_failures(interrupted: str | None = None) -> Iterator[None]:
+    """Turn an expected failure into one `error:` line and an exit status, without a traceback.
 
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
+    A bad config exits 2, unreadable data or a refused export 1. With `interrupted`, Ctrl-C
+    or SIGTERM prints it and exits 130 (the run is marked KILLED and can be resumed).
+    """
     from pipeline.config import ConfigError
     from pipeline.sources import DataError
     from serving.export import ExportError
 
-    return ConfigError, DataError, ExportError
+    try:
+        yield
+    except (ConfigError, DataError, ExportError) as error:
+        _fail(error, 2 if isinstance(error, ConfigError) else 1)
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        typer.echo(interrupted, err=True)
+        raise typer.Exit(130) from None
+
+
+def _fail(error: BaseException, code: int) -> NoReturn:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(code)
 
 
 def _terminate_as_interrupt() -> None:
@@ -74,20 +90,15 @@ def train(
     """Train one model, evaluate it on the test split, export and register a SavedModel."""
     _quiet_tensorflow()
     _terminate_as_interrupt()
-    try:
+    with _reported_failures(interrupted="interrupted: the MLflow run is marked KILLED; run the "
+                            "same command to resume from the last completed epoch"):
         run_config = _load(config, {
             "train.epochs": epochs, "data.batch_size": batch_size, "name": name,
             "tracking.experiment": experiment, "tracking.tracking_uri": tracking_uri,
             "train.resume": None if resume else False}, set_)
-        from pipeline import train as train_stage
+        from pipeline.stages import train as train_stage
 
         result = train_stage.run(run_config, log=lambda line: typer.echo(line))
-    except _expected_errors() as error:
-        _fail(error, 2 if type(error).__name__ == "ConfigError" else 1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the MLflow run is marked KILLED; run the same command to "
-                   "resume from the last completed epoch", err=True)
-        raise typer.Exit(130) from None
     _print_result(train_stage.describe(result))
 
 
@@ -116,19 +127,14 @@ def tune(
     """Search hyperparameters with KerasTuner (each trial an MLflow run); register the best."""
     _quiet_tensorflow()
     _terminate_as_interrupt()
-    try:
+    with _reported_failures(interrupted="interrupted: run the same command to resume the search"):
         run_config = _load(config, {
             "tune.tuner": tuner, "tune.max_trials": max_trials, "tune.epochs": epochs,
             "tune.objective": objective, "tune.executions_per_trial": executions,
             "tune.workers": workers, "tune.overwrite": True if overwrite else None}, set_)
-        from pipeline import tune as tune_stage
+        from pipeline.stages import tune as tune_stage
 
         tune_stage.run(run_config, log=lambda line: typer.echo(line))
-    except _expected_errors() as error:
-        _fail(error, 2 if type(error).__name__ == "ConfigError" else 1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: run the same command to resume the search", err=True)
-        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -140,43 +146,38 @@ def promote(
 ) -> None:
     """Move the `champion` alias to the `challenger` if it beats it on the test split."""
     _quiet_tensorflow()
-    try:
+    with _reported_failures():
         run_config = _load(config, {"tune.promotion_margin": margin}, set_)
-        from pipeline import promote as promote_stage
+        from pipeline.stages import promote as promote_stage
 
         promote_stage.run(run_config, model_name=model, log=lambda line: typer.echo(line))
-    except _expected_errors() as error:
-        _fail(error, 2 if type(error).__name__ == "ConfigError" else 1)
 
 
 @app.command()
 def data(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Locate (or download) the configured data and print its identity and split sizes."""
     _quiet_tensorflow()
-    try:
+    with _reported_failures():
         run_config = _load(config, {}, set_)
-        from pipeline import data as data_stage
+        from pipeline.sources import MissingFashionMnist
+        from pipeline.stages import data as data_stage
 
-        summary = data_stage.run(run_config.data, run_config.seed)
-    except _expected_errors() as error:
-        # 3 tells `make data` that installing Debian's dataset-fashion-mnist would help.
-        codes = {"ConfigError": 2, "MissingFashionMnist": 3}
-        _fail(error, codes.get(type(error).__name__, 1))
+        try:
+            summary = data_stage.run(run_config.data, run_config.seed)
+        except MissingFashionMnist as error:
+            # 3 tells `make data` that installing Debian's dataset-fashion-mnist would help.
+            _fail(error, 3)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 @app.command("config")
 def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the fully resolved config (every default filled in) as YAML."""
-    import yaml
+    from pipeline.config import dump_config
 
-    try:
+    with _reported_failures():
         run_config = _load(config, {}, set_)
-    except _expected_errors() as error:
-        _fail(error, 2)
-    dumped = run_config.model_dump(mode="json")
-    dumped["model"] = {"family": run_config.model.family, **run_config.model.params}
-    typer.echo(yaml.safe_dump(dumped, sort_keys=False))
+    typer.echo(dump_config(run_config))
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ def _input_shape(client, model: str, signature: str, input_name: str) -> list[in
 def _test_images(config: Path, count: int) -> tuple[np.ndarray, list[str]]:
     """Return the first `count` test inputs of a pipeline config and their true class names."""
     from pipeline.config import load_config
-    from pipeline.data import load_source
+    from pipeline.stages.data import load_source
 
     run_config = load_config(config)
     source = load_source(run_config.data, run_config.seed)

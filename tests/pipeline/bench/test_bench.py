@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from pipeline import bench
+from pipeline.bench import train as bench_train
 from pipeline.config import load_config
 from tests.conftest import tiny_overrides
 
 
 def test_bench_train_writes_comparable_figures(workdir, image_folder):
     config = load_config(None, tiny_overrides(image_folder))
-    result = bench.run(config, epochs=1, repeats=2, output_dir=workdir / "results")
+    result = bench_train.run(config, epochs=1, repeats=2, output_dir=workdir / "results")
     saved = json.loads((workdir / "results/bench_train_tiny.json").read_text())
     assert saved == result
     for key in ("input_examples_per_second", "train_path_examples_per_second",
@@ -28,7 +28,7 @@ def test_bench_train_writes_comparable_figures(workdir, image_folder):
 def test_bench_tune_reports_memory_after_every_trial(workdir, image_folder):
     import yaml
 
-    from pipeline import bench_tune
+    from pipeline.bench import tune as bench_tune
 
     config = workdir / "tiny.yaml"
     raw: dict = {}

@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 from mlflow import MlflowClient
 
-from pipeline import train
 from pipeline.config import load_config
 from pipeline.sources import DataError
+from pipeline.stages import train
 from pipeline.tracking import Tracker
 from serving.export import ExportError
 from tests.conftest import tiny_overrides

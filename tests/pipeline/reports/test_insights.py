@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import InputSpec, get_family
-from pipeline.insights import gradient_norms, gradient_through_time
+from pipeline.reports.insights import gradient_norms, gradient_through_time
 
 
 def _rnn(cell: str) -> keras.Model:

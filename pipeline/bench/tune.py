@@ -17,8 +17,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from pipeline import tune
 from pipeline.config import load_config, parse_override
+from pipeline.stages import tune
 from pipeline.tracking import Run, Tracker, scratch_dir
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.config import ConfigError, RunConfig
-from pipeline.data import Datasets, make_datasets
+from pipeline.stages.data import Datasets, make_datasets
 from pipeline.tracking import Tracker
 
 

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline import bench_accuracy, bench_choices
+from pipeline.bench import accuracy as bench_accuracy
+from pipeline.bench import choices as bench_choices
 from pipeline.config import load_config
 from tests.conftest import tiny_overrides
 
@@ -53,7 +54,7 @@ def test_a_speed_probe_times_steps_in_its_own_process(workdir, image_folder):
     assert {"TF_ENABLE_ONEDNN_OPTS": "0"} in [variant["env"] for variant in variants]
     settings = variants[0]["settings"]
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline.bench_choices", "--probe", json.dumps(settings)],
+        [sys.executable, "-m", "pipeline.bench.choices", "--probe", json.dumps(settings)],
         capture_output=True, text=True, check=True, timeout=300)
     measured = json.loads(completed.stdout.strip().splitlines()[-1])
     assert measured["ms_per_step"] > 0 and measured["examples_per_second"] > 0
@@ -65,7 +66,7 @@ def test_a_speed_probe_times_steps_in_its_own_process(workdir, image_folder):
 @pytest.mark.parametrize("setting", ["on", "off"])
 def test_jit_compile_setting_reaches_the_model(setting):
     from models import InputSpec, get_family
-    from pipeline.hardware import set_jit_compile
+    from pipeline.fitting.hardware import set_jit_compile
 
     model = get_family("cnn").build(InputSpec.image(12, 12, 1), 3, **get_family("cnn").TINY)
     assert set_jit_compile(model, setting) is (setting == "on")

@@ -1,90 +1,34 @@
-"""KerasTuner, with every trial an MLflow run nested under its sweep's run.
+"""KerasTuner's Tuner, with every trial an MLflow run nested under its sweep's run.
 
-KerasTuner keeps its three parts apart and so do we: the HyperModel builds from a family's
-`search_space`, the Oracle (random, bayesian, hyperband) picks values, and the Tuner runs
-trials. `TrackedTrials` is a mixin for any KerasTuner Tuner: it opens (or reopens) the
-trial's MLflow run, logs its hyperparameters and per-epoch metrics, backs every epoch up
-so that an interrupted trial resumes where it stopped, and records how the trial ended.
+`TrackedTrials` is a mixin for any KerasTuner Tuner (random, bayesian, hyperband): it opens
+(or reopens) the trial's MLflow run, logs its hyperparameters and per-epoch metrics, backs
+every epoch up so that an interrupted trial resumes where it stopped, and records how the
+trial ended. The HyperModel it tunes is in pipeline/fitting/hypermodel.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-import keras
 import keras_tuner as kt
 import numpy as np
 import tensorflow as tf
+
+# KerasTuner's best-epoch checkpoint has no public name; tuner.run_trial adds one per trial.
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 from tensorflow.python.framework import ops as tf_ops
 
-from models.spec import InputSpec
-from pipeline.callbacks import CrashSafeBackup, save_weights_atomically
-from pipeline.config import ConfigError
-from pipeline.tracking import MetricsCallback, Run, Tracker
+from pipeline.config import TrainConfig
+from pipeline.fitting.callbacks import fit_callbacks, save_weights_atomically
+from pipeline.fitting.hypermodel import shown
+from pipeline.tracking import Run, Tracker
 
 TRIAL_TAG = "kerastuner.trial_id"
 INVALID = "invalid hyperparameters"
-RANGE_KEYS = {"min", "max", "step", "sampling"}
-
-
-def declare_overrides(overrides: dict[str, Any]) -> kt.HyperParameters:
-    """Return HyperParameters pre-declaring the config's narrowed or fixed hyperparameters.
-
-    KerasTuner keeps the first declaration of a name, so when `search_space` later asks for
-    the same name, it gets these choices, this range or this fixed value instead of its own.
-    """
-    hp = kt.HyperParameters()
-    for name, spec in overrides.items():
-        if isinstance(spec, list):
-            hp.Choice(name, spec, ordered=False)
-        elif isinstance(spec, dict):
-            unknown = set(spec) - RANGE_KEYS
-            if unknown or not {"min", "max"} <= set(spec):
-                raise ConfigError(f"tune.hyperparameters.{name}: a range takes min, max and "
-                                  f"optionally step and sampling; got {', '.join(spec)}")
-            integer = all(isinstance(spec[key], int) and not isinstance(spec[key], bool)
-                          for key in ("min", "max"))
-            declare = hp.Int if integer else hp.Float
-            declare(name, spec["min"], spec["max"], step=spec.get("step"),
-                    sampling=spec.get("sampling", "linear"))
-        else:
-            hp.Fixed(name, spec)
-    return hp
-
-
-class FamilyHyperModel(kt.HyperModel):
-    """Builds a family's model from `hp`; config keys outside the space are fixed keywords."""
-
-    def __init__(self, family: ModuleType, input_spec: InputSpec, num_classes: int,
-                 model_params: dict[str, Any], overrides: dict[str, Any]):
-        super().__init__(name=family.__name__.rsplit(".", 1)[-1])
-        self.family = family
-        self.input_spec = input_spec
-        self.num_classes = num_classes
-        fresh = kt.HyperParameters()
-        family.search_space(fresh, input_spec, num_classes)
-        self.space_names = set(fresh.values)
-        # Config hyperparameters the space does not sample are read from hp directly.
-        self.extra_names = [name for name in overrides if name not in self.space_names]
-        self.fixed = {name: value for name, value in model_params.items()
-                      if name not in self.space_names and name not in self.extra_names}
-
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
-        extra = {name: hp.get(name) for name in self.extra_names}
-        return self.family.search_space(hp, self.input_spec, self.num_classes,
-                                        **self.fixed, **extra)
-
-
-def shown(value: Any) -> str:
-    """A hyperparameter value as people read it: 0.3, not KerasTuner's 0.30000000000000004."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def resident_megabytes() -> float:
@@ -116,12 +60,13 @@ def released_custom_gradients() -> Iterator[None]:
 class TrackedTrials:
     """Mixin placed before a KerasTuner Tuner class; see the module docstring."""
 
-    def __init__(self, *args, tracker: Tracker, parent_run_id: str, log=print,
-                 schedule: Callable[[dict[str, Any], int], keras.callbacks.Callback | None]
-                 = lambda values, epochs: None, **kwargs):
+    def __init__(self, *args, tracker: Tracker, parent_run_id: str, fit_config: TrainConfig,
+                 examples_per_epoch: int, log=print, **kwargs):
         self.tracker = tracker
-        self.schedule = schedule
         self.parent_run_id = parent_run_id
+        # The training section as trials use it: monitor the objective, no early stopping.
+        self.fit_config = fit_config
+        self.examples_per_epoch = examples_per_epoch
         self.log = log
         self.trial_runs: dict[str, Run] = {}
         self._executions: dict[str, int] = defaultdict(int)
@@ -163,16 +108,14 @@ class TrackedTrials:
         prefix = f"execution{execution}/" if self.executions_per_trial > 1 else ""
         key = prefix + self.objective_name
         self._prepare_best_checkpoint(kwargs["callbacks"], run.metric_history(key))
-        kwargs["callbacks"] = kwargs["callbacks"] + [
-            CrashSafeBackup(os.path.join(self.get_trial_dir(trial.trial_id), f"backup{execution}")),
-            keras.callbacks.TerminateOnNaN(),
-        ]
-        # Trials train as the final model will (same learning-rate schedule over their
-        # epochs): a constant rate would rank values by how they do without it.
-        schedule = self.schedule(trial.hyperparameters.values, kwargs.get("epochs", 1))
-        if schedule is not None:
-            kwargs["callbacks"].append(schedule)
-        kwargs["callbacks"].append(MetricsCallback(run, prefix=prefix))
+        # Trials train as the final model will (same callbacks, same learning-rate schedule
+        # over their epochs): a constant rate would rank values by how they do without it.
+        kwargs["callbacks"] = kwargs["callbacks"] + fit_callbacks(
+            self.fit_config.model_copy(update={"epochs": kwargs.get("epochs", 1)}),
+            mlflow_run=run,
+            backup_dir=Path(self.get_trial_dir(trial.trial_id)) / f"backup{execution}",
+            base_learning_rate=self.hypermodel.base_learning_rate(trial.hyperparameters.values),
+            examples_per_epoch=self.examples_per_epoch, metric_prefix=prefix)
         try:
             with released_custom_gradients():
                 super()._build_and_fit_model(trial, *args, **kwargs)
@@ -195,7 +138,7 @@ class TrackedTrials:
         # start it from the best epoch already reached so that a worse one cannot replace it.
         # It overwrites its file in place; write it the crash-safe way instead.
         for callback in callbacks:
-            if type(callback).__name__ == "SaveBestEpoch":
+            if isinstance(callback, SaveBestEpoch):
                 callback._save_model = lambda callback=callback: save_weights_atomically(
                     callback.model, callback.filepath)
                 if history:
@@ -235,7 +178,13 @@ TUNERS = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization,
           "hyperband": kt.Hyperband}
 
 
-def make_tuner(kind: str, **kwargs) -> kt.Tuner:
-    """Return a KerasTuner tuner of `kind` with MLflow-tracked trials."""
+def make_tuner(kind: str, *, max_trials: int | None, **kwargs) -> kt.Tuner:
+    """Return a KerasTuner tuner of `kind` with MLflow-tracked trials; at most `max_trials`."""
     tuner_class = type(f"Tracked{TUNERS[kind].__name__}", (TrackedTrials, TUNERS[kind]), {})
-    return tuner_class(**kwargs)
+    if kind != "hyperband":
+        return tuner_class(max_trials=max_trials, **kwargs)
+    tuner = tuner_class(**kwargs)
+    # KerasTuner's Hyperband takes no trial budget, but the Oracle's create_trial stops the
+    # search at `max_trials` for every oracle. A worker holds a client: set it on the oracle.
+    getattr(tuner.oracle, "_oracle", tuner.oracle).max_trials = max_trials
+    return tuner

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.blocks import ACTIVATIONS
-from pipeline.data import Datasets
+from pipeline.stages.data import Datasets
 from pipeline.tracking import Run
 
 SAMPLE = 512

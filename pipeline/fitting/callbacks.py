@@ -1,4 +1,7 @@
-"""Keras callbacks of the training stage: schedules, epoch timing and crash-safe checkpoints.
+"""The Keras callbacks every fit runs with (`fit_callbacks`), training and tuning trials alike.
+
+One list, built in one place: crash-safe backup and best-epoch checkpoint, epoch timing,
+stopping on a NaN loss, early stopping, the learning-rate schedule, and MLflow logging.
 
 Keras' BackupAndRestore and ModelCheckpoint overwrite their files in place, so a process
 killed while writing one (SIGKILL, the OOM killer, a lost machine) leaves a truncated HDF5
@@ -20,6 +23,43 @@ from typing import Any
 import keras
 
 from pipeline.config import TrainConfig
+from pipeline.tracking import MetricsCallback, Run
+
+
+def monitor_mode(metric: str) -> str:
+    """Return "max" for an accuracy, "min" for a loss: which way is better for `metric`."""
+    return "max" if metric.endswith("accuracy") else "min"
+
+
+def fit_callbacks(config: TrainConfig, *, mlflow_run: Run, backup_dir: Path,
+                  base_learning_rate: float, examples_per_epoch: int,
+                  best_weights: Path | None = None,
+                  metric_prefix: str = "") -> list[keras.callbacks.Callback]:
+    """Return the callbacks of one fit: what training and every tuning trial run with.
+
+    `config` says what to monitor (`monitor`), how long the fit is (`epochs`, for the
+    schedule), the schedule and the early-stopping patience (None: no early stopping).
+    The best-epoch checkpoint is written to `best_weights` when given (KerasTuner trials
+    have their own); after a resume it starts from the best value the MLflow run already
+    holds. MLflow logging comes last, so it sees what the others add to the logs.
+    """
+    mode = monitor_mode(config.monitor)
+    callbacks: list[keras.callbacks.Callback] = [CrashSafeBackup(str(backup_dir))]
+    if best_weights is not None:
+        history = [value for _, value in mlflow_run.metric_history(metric_prefix + config.monitor)]
+        best_so_far = (max(history) if mode == "max" else min(history)) if history else None
+        callbacks.append(CrashSafeCheckpoint(
+            str(best_weights), monitor=config.monitor, mode=mode, save_best_only=True,
+            initial_value_threshold=best_so_far))
+    callbacks += [EpochTimer(examples_per_epoch), keras.callbacks.TerminateOnNaN()]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=config.monitor, mode=mode, patience=config.early_stopping_patience))
+    schedule = learning_rate_schedule(config, base_learning_rate, mode)
+    if schedule is not None:
+        callbacks.append(schedule)
+    callbacks.append(MetricsCallback(mlflow_run, prefix=metric_prefix))
+    return callbacks
 
 
 def learning_rate_schedule(config: TrainConfig, base_rate: float,

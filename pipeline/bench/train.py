@@ -28,10 +28,10 @@ import typer
 
 from models import get_family
 from pipeline.config import RunConfig, load_config, parse_override
-from pipeline.data import Datasets, make_datasets
-from pipeline.hardware import Hardware, configured
+from pipeline.fitting.hardware import Hardware, configured
+from pipeline.stages.data import Datasets, make_datasets
+from pipeline.stages.train import make_callbacks
 from pipeline.tracking import Tracker, scratch_dir
-from pipeline.train import make_callbacks
 
 
 class EpochTimes(keras.callbacks.Callback):

@@ -25,10 +25,10 @@ import numpy as np
 import typer
 
 from models import get_family
-from pipeline import train
 from pipeline.config import RunConfig, load_config, parse_override
-from pipeline.data import make_datasets
-from pipeline.hardware import configured, host_description
+from pipeline.fitting.hardware import configured, host_description
+from pipeline.stages import train
+from pipeline.stages.data import make_datasets
 from pipeline.tracking import scratch_dir
 
 THRESHOLDS = (0.90, 0.92, 0.93)

@@ -14,8 +14,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from pipeline import promote, train, tune
 from pipeline.config import ConfigError, load_config
+from pipeline.fitting.hypermodel import shown
+from pipeline.stages import promote, train, tune
 from tests.conftest import tiny_overrides
 
 SPACE = {"filters": [4, 6], "conv_blocks": 1, "dense_units": 8, "convs_per_block": 1,
@@ -204,8 +205,8 @@ def test_promotion_moves_champion_only_when_the_challenger_is_better(workdir, im
 
 
 def test_hyperparameter_values_are_shown_as_people_read_them():
-    assert tune.shown(0.1 + 0.2) == "0.3" and tune.shown(0.0035486885) == "0.003549"
-    assert tune.shown(32) == "32" and tune.shown("relu") == "relu" and tune.shown(True) == "True"
+    assert shown(0.1 + 0.2) == "0.3" and shown(0.0035486885) == "0.003549"
+    assert shown(32) == "32" and shown("relu") == "relu" and shown(True) == "True"
 
 
 def test_margin_decides():
@@ -230,7 +231,7 @@ def test_a_finished_trial_leaves_no_traced_graph_behind():
     import numpy as np
 
     from models import InputSpec, get_family
-    from pipeline.tuner import released_custom_gradients
+    from pipeline.fitting.tracked_tuner import released_custom_gradients
 
     pixels = np.random.default_rng(0).integers(0, 256, (32, 12, 12, 1), dtype=np.uint8)
     labels = np.arange(32) % 3

@@ -1,7 +1,8 @@
-"""One typed, frozen, validated configuration per run, loaded from YAML plus overrides.
+"""The shape of a run's configuration: one frozen, validated pydantic section per concern.
 
-Config flows one way: Make variable -> CLI flag -> this object -> explicit keyword arguments
-into builders. An unknown or wrong field fails here, at load time, naming the field.
+`RunConfig` holds data, model, train, tracking, export and tune sections. The `model`
+section is checked against the keyword arguments of the family's `build`, so a misspelt or
+out-of-range model field fails at load time, naming the field, like any other.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -140,10 +140,13 @@ class TuneConfig(Section):
     """A KerasTuner search; each trial is a nested MLflow run under one run per sweep."""
 
     tuner: Literal["random", "bayesian", "hyperband"] = "hyperband"
-    max_trials: Annotated[int, Field(ge=1)] = 10  # random and bayesian; hyperband sizes itself
+    # The number of trials, whatever the tuner. Unset: 10 for random and bayesian, and for
+    # hyperband what its brackets run in `hyperband_iterations` iterations.
+    max_trials: Annotated[int, Field(ge=1)] | None = None
     epochs: Annotated[int, Field(ge=1)] = 10  # per trial; hyperband's max_epochs
     hyperband_factor: Annotated[int, Field(ge=2)] = 3
-    hyperband_iterations: Annotated[int, Field(ge=1)] = 1
+    # Unset: one iteration, or with max_trials as many as it takes to run that many trials.
+    hyperband_iterations: Annotated[int, Field(ge=1)] | None = None
     executions_per_trial: Annotated[int, Field(ge=1)] = 1
     objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     # Narrow or fix the family's search space: a list is a choice, {min, max[, step,
@@ -211,10 +214,14 @@ class RunConfig(Section):
             else:
                 flat[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
 
+        walk("", self.plain())
+        return flat
+
+    def plain(self) -> dict[str, Any]:
+        """Return every resolved field as plain values, `model` flat as in a YAML file."""
         dumped = self.model_dump(mode="json")
         dumped["model"] = {"family": self.model.family, **self.model.params}
-        walk("", dumped)
-        return flat
+        return dumped
 
 
 def build_keywords_model(family: str) -> type[BaseModel]:
@@ -229,42 +236,6 @@ def build_keywords_model(family: str) -> type[BaseModel]:
     return create_model(
         f"{family}_keywords", __config__=ConfigDict(extra="forbid", strict=False), **fields
     )
-
-
-def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Return the validated config from a YAML file with dotted-key overrides applied.
-
-    `overrides` maps `section.field` (e.g. `train.epochs`) to a value; None values are
-    skipped, so unset CLI flags keep the file's value.
-    """
-    source = str(path) if path else "defaults"
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(raw, dotted, value)
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
-    except ValueError as error:  # an unknown model family, raised before field validation
-        raise ConfigError(f"{source}: {error}") from None
-
-
-def parse_override(assignment: str) -> tuple[str, Any]:
-    """Return (dotted key, value) from `key=value`; the value is parsed as YAML."""
-    key, separator, text = assignment.partition("=")
-    if not separator or not key.strip():
-        raise ConfigError(f"--set expects section.field=value, got {assignment!r}")
-    return key.strip(), yaml.safe_load(text)
 
 
 def describe_validation_error(
@@ -298,14 +269,3 @@ def _section_fields(loc: tuple[Any, ...]) -> list[str]:
             return []
         section = field.annotation
     return list(section.model_fields)
-
-
-def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    node = raw
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {dotted}: {part} is not a section")
-        node = child
-    node[leaf] = value

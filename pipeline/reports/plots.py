@@ -1,4 +1,4 @@
-"""Figures logged to MLflow: learning curves and the confusion matrix."""
+"""Figures logged to MLflow: learning curves, the confusion matrix, hyperparameter effects."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The tuning stage: a KerasTuner search tracked in MLflow, then its best model as challenger.
 
 MLflow tree: one parent run per sweep (config, search space, best values, trial table and
-plots), one nested run per trial (see pipeline/tuner.py), and one nested run for the best
-model, retrained (or restored from its best checkpoint), evaluated, exported and registered
-with the alias `challenger`.
+plots), one nested run per trial (see pipeline/fitting/tracked_tuner.py), and one nested run
+for the best model, retrained (or restored from its best checkpoint), evaluated, exported
+and registered with the alias `challenger` (pipeline/stages/tune_results.py).
 
 Resume: the KerasTuner project (`tuning/<name>/`) holds the search; `mlflow.json` beside it
 holds the parent run. Running the same command again reloads both: finished trials stay
@@ -26,25 +26,24 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import keras_tuner as kt
-import yaml
 
 from models import get_family
-from pipeline import plots, train
-from pipeline.callbacks import learning_rate_schedule
-from pipeline.config import ConfigError, ModelConfig, RunConfig
-from pipeline.data import make_datasets
-from pipeline.hardware import configured
+from pipeline.config import ConfigError, RunConfig, dump_config
+from pipeline.fitting.callbacks import monitor_mode
+from pipeline.fitting.hardware import configured
+from pipeline.fitting.hypermodel import FamilyHyperModel, declare_overrides
+from pipeline.fitting.tracked_tuner import make_tuner
+from pipeline.stages.data import make_datasets
+from pipeline.stages.tune_results import TuneResult, conclude
 from pipeline.tracking import Run, Tracker
-from pipeline.tuner import FamilyHyperModel, declare_overrides, make_tuner, shown
 
 PARENT_ENV = "TFPIPE_PARENT_RUN_ID"
 SWEEP_TAG = "sweep.name"
 STATE_FILE = "mlflow.json"
+DEFAULT_MAX_TRIALS = 10  # random and bayesian, when tune.max_trials is unset
 
 
 class SweepFinished(Exception):
@@ -53,15 +52,6 @@ class SweepFinished(Exception):
     def __init__(self, run_id: str):
         super().__init__(run_id)
         self.run_id = run_id
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    parent_run_id: str
-    best_hyperparameters: dict[str, Any]
-    best_score: float | None
-    trials: list[dict[str, Any]] = field(default_factory=list)
-    final: train.TrainResult | None = None
 
 
 def _role() -> str | None:
@@ -109,24 +99,11 @@ def _parent_run(config: RunConfig, tracker: Tracker, role: str | None) -> tuple[
 
 
 def _objective(config: RunConfig) -> kt.Objective:
-    name = config.tune.objective
-    return kt.Objective(name, "max" if name.endswith("accuracy") else "min")
+    return kt.Objective(config.tune.objective, monitor_mode(config.tune.objective))
 
 
-def _trial_schedule(config: RunConfig, hypermodel: FamilyHyperModel):
-    """Return values, epochs -> the learning-rate callback of the training stage for a trial."""
-    mode = _objective(config).direction
-
-    def schedule(values: dict[str, Any], epochs: int):
-        base = values.get("learning_rate", hypermodel.fixed.get(
-            "learning_rate", hypermodel.family.DEFAULTS["learning_rate"]))
-        train_config = config.train.model_copy(update={"epochs": epochs})
-        return learning_rate_schedule(train_config, float(base), mode)
-
-    return schedule
-
-
-def _tuner(config: RunConfig, hypermodel: FamilyHyperModel, tracker: Tracker, parent: Run, log):
+def _tuner(config: RunConfig, hypermodel: FamilyHyperModel, tracker: Tracker, parent: Run,
+           examples_per_epoch: int, log):
     tune = config.tune
     common = dict(
         hypermodel=hypermodel, objective=_objective(config), seed=config.seed,
@@ -135,11 +112,17 @@ def _tuner(config: RunConfig, hypermodel: FamilyHyperModel, tracker: Tracker, pa
         max_consecutive_failed_trials=tune.max_consecutive_failed_trials,
         directory=str(tune.directory), project_name=config.name, overwrite=False,
         tracker=tracker, parent_run_id=parent.run_id, log=log,
-        schedule=_trial_schedule(config, hypermodel))
+        fit_config=config.train.model_copy(update={
+            "monitor": tune.objective, "early_stopping_patience": None}),
+        examples_per_epoch=examples_per_epoch)
     if tune.tuner == "hyperband":
-        return make_tuner("hyperband", max_epochs=tune.epochs, factor=tune.hyperband_factor,
-                          hyperband_iterations=tune.hyperband_iterations, **common)
-    return make_tuner(tune.tuner, max_trials=tune.max_trials, **common)
+        # Without a trial budget Hyperband sizes itself (its brackets, once); with one, it
+        # runs further iterations of its brackets until the budget is spent.
+        iterations = tune.hyperband_iterations or (None if tune.max_trials else 1)
+        return make_tuner("hyperband", max_trials=tune.max_trials, max_epochs=tune.epochs,
+                          factor=tune.hyperband_factor, hyperband_iterations=iterations,
+                          **common)
+    return make_tuner(tune.tuner, max_trials=tune.max_trials or DEFAULT_MAX_TRIALS, **common)
 
 
 def run(config: RunConfig, log=print) -> TuneResult | None:
@@ -172,7 +155,7 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
         f"({'new' if is_new else 'resumed'}) in {tracker.tracking_uri}"
         + (f" [{role}]" if role else ""))
     try:
-        tuner = _tuner(config, hypermodel, tracker, parent, log)
+        tuner = _tuner(config, hypermodel, tracker, parent, trial_data.sizes["train"], log)
         if is_new:
             parent.log_params(config.flat())
         if not worker:
@@ -181,7 +164,7 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
                      epochs=config.tune.epochs, shuffle=False, verbose=0)
         if worker:
             return None
-        return _conclude(config, tuner, tracker, parent, log)
+        return conclude(config, tuner, tracker, parent, _project(config), log)
     except KeyboardInterrupt:
         if "tuner" in locals():
             tuner.mark_interrupted()
@@ -194,82 +177,8 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
         raise
 
 
-def trial_rows(tuner) -> list[dict[str, Any]]:
-    """Return one row per trial: id, status, score, then its hyperparameter values."""
-    rows = []
-    for trial_id in sorted(tuner.oracle.trials):
-        trial = tuner.oracle.trials[trial_id]
-        rows.append({"trial": trial_id, "status": str(trial.status).lower(),
-                     "score": trial.score,
-                     **{k: v for k, v in trial.hyperparameters.values.items()
-                        if not k.startswith("tuner/")}})
-    return rows
-
-
-def _table(rows: list[dict[str, Any]], objective: str) -> str:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    header = [objective if column == "score" else column for column in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [f"{row[c]:.4f}" if c == "score" and row[c] is not None
-                 else shown(row.get(c, "")) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _conclude(config: RunConfig, tuner, tracker: Tracker, parent: Run, log) -> TuneResult:
-    rows = trial_rows(tuner)
-    objective = config.tune.objective
-    table = _table(rows, objective)
-    log(table)
-    parent.log_text(table, "sweep/trials.md")
-    parent.log_dict({"trials": rows}, "sweep/trials.json")
-    names = [name for name in rows[0] if name not in ("trial", "status", "score")] if rows else []
-    parent.log_figure(plots.hyperparameter_effects(rows, names, objective),
-                      "sweep/hyperparameters.png")
-    best_trials = tuner.oracle.get_best_trials(1)
-    if not best_trials or best_trials[0].score is None:
-        raise RuntimeError(f"sweep {config.name}: no trial completed; see the trial runs")
-    best = best_trials[0]
-    values = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
-    parent.log_params({f"best.{name}": value for name, value in values.items()})
-    parent.log_metrics({f"best_{objective}": best.score, "trials": len(rows)})
-    parent.set_tags({"best_trial": best.trial_id})
-    shown_values = ", ".join(f"{name}={shown(value)}" for name, value in values.items())
-    log(f"best trial {best.trial_id}: {objective} {best.score:.4f} | {shown_values}")
-    final = _final_model(config, tuner, values, tracker, parent, log)
-    if final.model_version is not None:
-        tracker.set_alias(config.name, "challenger", final.model_version)
-        log(f"registered {config.name} version {final.model_version} as challenger "
-            f"(test_accuracy {final.metrics.get('test_accuracy', float('nan')):.4f})")
-    parent.log_metrics({f"final_{key}": value for key, value in final.metrics.items()})
-    tracker.close_run(parent, "FINISHED")
-    return TuneResult(parent.run_id, values, best.score, rows, final)
-
-
-def _final_model(config: RunConfig, tuner, values: dict[str, Any], tracker: Tracker,
-                 parent: Run, log) -> train.TrainResult:
-    """Retrain the best hyperparameters on the full data, or restore the best checkpoint."""
-    params = {**config.model.params, **values}
-    best_config = config.model_copy(update={
-        "model": ModelConfig.model_validate({"family": config.model.family, **params}),
-        # Its backup lives with the sweep's project: OVERWRITE=1 removes it with the search,
-        # and it never touches a `make train` of the same name under train.checkpoint_dir.
-        "train": config.train.model_copy(update={
-            "epochs": config.tune.retrain_epochs or config.train.epochs,
-            "checkpoint_dir": _project(config) / "final"})})
-    if config.tune.final == "retrain":
-        log(f"retraining the best model for {best_config.train.epochs} epochs on the full data")
-        return train.run(best_config, log=log, parent_run_id=parent.run_id)
-    model = tuner.get_best_models(1)[0]
-    data = make_datasets(config.data, config.seed)
-    with tracker.run("best-restored", parent_run_id=parent.run_id,
-                     tags={"model_name": config.name}) as mlflow_run:
-        mlflow_run.log_params(best_config.flat())
-        return train.finish(model, data, best_config, tracker, mlflow_run, log)
-
-
-def _free_port() -> int:
+def free_port() -> int:
+    """Return a loopback TCP port that is free now (for the chief's oracle)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -288,12 +197,10 @@ def launch_local_cluster(config: RunConfig, log=print) -> None:
     single = config.model_copy(update={"tune": config.tune.model_copy(
         update={"workers": 1, "overwrite": False})})
     config_file = project / "cluster_config.yaml"
-    dumped = single.model_dump(mode="json")
-    dumped["model"] = {"family": single.model.family, **single.model.params}
-    config_file.write_text(yaml.safe_dump(dumped, sort_keys=False))
+    config_file.write_text(dump_config(single))
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1",
-           "KERASTUNER_ORACLE_PORT": str(_free_port()), PARENT_ENV: parent.run_id,
+           "KERASTUNER_ORACLE_PORT": str(free_port()), PARENT_ENV: parent.run_id,
            "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
            "MLFLOW_TRACKING_URI": tracker.tracking_uri}
     command = [sys.executable, "-m", "pipeline", "tune", "--config", str(config_file)]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.data import make_datasets
 from pipeline.sources import (
     DEBIAN_FASHION_MNIST,
     DataError,
@@ -17,6 +16,7 @@ from pipeline.sources import (
     partition,
     read_idx,
 )
+from pipeline.stages.data import make_datasets
 from tests.conftest import CLASS_NAMES, tiny_overrides
 
 

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 from models import InputSpec, get_family
-from pipeline import train
 from pipeline.config import load_config
-from pipeline.data import make_datasets
-from pipeline.hardware import configure, precision_for, serving_copy
+from pipeline.fitting.hardware import configure, precision_for, serving_copy
+from pipeline.stages import train
+from pipeline.stages.data import make_datasets
 from tests.conftest import tiny_overrides
 
 
@@ -65,7 +65,7 @@ def test_bfloat16_training_exports_a_float32_savedmodel(workdir, image_folder):
 
 
 def test_auto_precision_says_why_and_takes_bfloat16_only_where_measured_faster():
-    from pipeline.hardware import (
+    from pipeline.fitting.hardware import (
         BFLOAT16_MIN_SPEEDUP,
         _cpu_has_bfloat16,
         bfloat16_speedup,
@@ -83,7 +83,7 @@ def test_auto_precision_says_why_and_takes_bfloat16_only_where_measured_faster()
 
 
 def test_on_gpus_the_batch_fills_the_device_and_the_learning_rate_follows():
-    from pipeline.hardware import Hardware, for_accelerators
+    from pipeline.fitting.hardware import Hardware, for_accelerators
 
     config = load_config(None, {"data.batch_size": 64, "data.gpu_batch_size": 256,
                                 "model.learning_rate": 0.001})

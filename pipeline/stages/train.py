@@ -20,16 +20,9 @@ import keras
 import numpy as np
 
 from models import get_family
-from pipeline import evaluate, plots
-from pipeline.callbacks import (
-    CrashSafeBackup,
-    CrashSafeCheckpoint,
-    EpochTimer,
-    learning_rate_schedule,
-)
 from pipeline.config import RunConfig
-from pipeline.data import Datasets, make_datasets
-from pipeline.hardware import (
+from pipeline.fitting.callbacks import fit_callbacks
+from pipeline.fitting.hardware import (
     Hardware,
     configured,
     for_accelerators,
@@ -37,8 +30,10 @@ from pipeline.hardware import (
     serving_copy,
     set_jit_compile,
 )
-from pipeline.insights import log_insights
-from pipeline.tracking import MetricsCallback, Run, Tracker
+from pipeline.reports.insights import log_insights
+from pipeline.stages import evaluate
+from pipeline.stages.data import Datasets, make_datasets
+from pipeline.tracking import Run, Tracker
 from serving import export
 
 STATE_FILE = "run.json"
@@ -128,7 +123,7 @@ def finish(model: keras.Model, data: Datasets, config: RunConfig, tracker: Track
     and the registry are those of the SavedModel that gets served.
     """
     serving_model = _serving_model(model, data, config, mlflow_run)
-    metrics = _evaluate(serving_model, data, mlflow_run)
+    metrics = evaluate.run(serving_model, data, mlflow_run)
     if config.train.insights:
         _log_insights(serving_model, data, mlflow_run, log)
     export_path, version = _export(serving_model, data, config, tracker, mlflow_run, log)
@@ -204,27 +199,11 @@ def _summary(model: keras.Model) -> str:
 
 def make_callbacks(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
                    workdir: Path) -> list[keras.callbacks.Callback]:
-    """Return the stage's callbacks: backup, best checkpoint, timing, stopping, schedule, MLflow."""
-    train = config.train
-    mode = "max" if train.monitor.endswith("accuracy") else "min"
-    # After a resume, the best value so far lives in MLflow, not in the checkpoint callback.
-    best = [value for _, value in mlflow_run.metric_history(train.monitor)]
-    best_so_far = (max(best) if mode == "max" else min(best)) if best else None
-    callbacks: list[keras.callbacks.Callback] = [
-        CrashSafeBackup(str(workdir / "backup")),
-        CrashSafeCheckpoint(
-            str(workdir / "best.weights.h5"), monitor=train.monitor, mode=mode,
-            save_best_only=True, initial_value_threshold=best_so_far),
-        EpochTimer(data.sizes["train"]),
-    ]
-    if train.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=train.monitor, mode=mode, patience=train.early_stopping_patience))
-    schedule = learning_rate_schedule(train, float(model.optimizer.learning_rate.numpy()), mode)
-    if schedule is not None:
-        callbacks.append(schedule)
-    callbacks.append(MetricsCallback(mlflow_run))  # after the above: sees what they add to logs
-    return callbacks
+    """Return the stage's callbacks (see `fit_callbacks`), backing up under `workdir`."""
+    return fit_callbacks(
+        config.train, mlflow_run=mlflow_run, backup_dir=workdir / "backup",
+        base_learning_rate=float(model.optimizer.learning_rate.numpy()),
+        examples_per_epoch=data.sizes["train"], best_weights=workdir / "best.weights.h5")
 
 
 def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
@@ -243,29 +222,6 @@ def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
 
 def _interactive() -> bool:
     return sys.stdout.isatty()
-
-
-def _evaluate(model: keras.Model, data: Datasets, mlflow_run: Run) -> dict[str, float]:
-    """Log test metrics, confusion matrix, per-class report and curves; return the metrics."""
-    scores = model.evaluate(data.test, verbose=0, return_dict=True)
-    probabilities = np.asarray(model.predict(data.test, verbose=0))
-    labels = np.concatenate([batch_labels.numpy() for _, batch_labels in data.test])
-    report = evaluate.classification_report(labels, probabilities, data.class_names)
-    metrics = {f"test_{name}": float(value) for name, value in scores.items()}
-    metrics["test_macro_f1"] = report.macro_f1
-    mlflow_run.log_metrics(metrics)
-    mlflow_run.log_text(report.markdown(), "evaluation/per_class_report.md")
-    mlflow_run.log_dict({"per_class": report.per_class, "accuracy": report.accuracy,
-                         "macro_f1": report.macro_f1,
-                         "confusion_matrix": report.confusion.tolist(),
-                         "class_names": list(data.class_names)},
-                        "evaluation/per_class_report.json")
-    mlflow_run.log_figure(plots.confusion_matrix(report.confusion, data.class_names),
-                          "evaluation/confusion_matrix.png")
-    history = {key: mlflow_run.metric_history(key) for key in
-               ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")}
-    mlflow_run.log_figure(plots.learning_curves(history), "evaluation/learning_curves.png")
-    return metrics
 
 
 def _serving_model(model: keras.Model, data: Datasets, config: RunConfig,

@@ -25,8 +25,8 @@ import typer
 
 from models import get_family
 from pipeline.config import load_config, parse_override
-from pipeline.data import make_datasets
-from pipeline.hardware import host_description
+from pipeline.fitting.hardware import host_description
+from pipeline.stages.data import make_datasets
 
 PROBE_STEPS = 40
 WARMUP_STEPS = 8
@@ -102,7 +102,7 @@ def run_variants(config_path: Path, batch_size: int, others: list[Path],
     for variant in variants(config_path, batch_size, others, overrides):
         environment = {**os.environ, **variant["env"]}
         completed = subprocess.run(
-            [sys.executable, "-m", "pipeline.bench_choices", "--probe",
+            [sys.executable, "-m", "pipeline.bench.choices", "--probe",
              json.dumps(variant["settings"])],
             env=environment, capture_output=True, text=True, check=False)
         last = (completed.stdout.strip().splitlines() or [""])[-1]

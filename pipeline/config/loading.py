@@ -1,0 +1,69 @@
+"""Reading a run's configuration: YAML file, then dotted overrides, into one RunConfig.
+
+Config flows one way: Make variable -> CLI flag or `--set section.field=value` -> the YAML
+file's mapping with the overrides applied -> `RunConfig` (validated once) -> explicit
+keyword arguments into builders. `dump_config` writes a config back as YAML that loads to
+the same object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pipeline.config.sections import ConfigError, RunConfig, describe_validation_error
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Return the validated config from a YAML file with dotted-key overrides applied.
+
+    `overrides` maps `section.field` (e.g. `train.epochs`) to a value; None values are
+    skipped, so unset CLI flags keep the file's value.
+    """
+    source = str(path) if path else "defaults"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, dotted, value)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
+    except ValueError as error:  # an unknown model family, raised before field validation
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """Return (dotted key, value) from `key=value`; the value is parsed as YAML."""
+    key, separator, text = assignment.partition("=")
+    if not separator or not key.strip():
+        raise ConfigError(f"--set expects section.field=value, got {assignment!r}")
+    return key.strip(), yaml.safe_load(text)
+
+
+def dump_config(config: RunConfig) -> str:
+    """Return `config` as YAML (every default filled in) that `load_config` reads back."""
+    return yaml.safe_dump(config.plain(), sort_keys=False)
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted}: {part} is not a section")
+        node = child
+    node[leaf] = value
