@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from serving.codec import dtype_enum, dtype_name, shape_list
 from serving.server import errors
-from serving.server.tensors import dtype_enum, dtype_name, shape_list
 
 DEFAULT_SIGNATURE = "serving_default"
 
