@@ -17,7 +17,7 @@ from tests.serving.serving_fixtures import REPO
 
 _LIST_MODULES = (
     "import json, sys\n"
-    "import serving.client\n"
+    "import serving.client, serving.client.cli\n"
     "print(json.dumps(sorted(sys.modules)))\n"
 )
 

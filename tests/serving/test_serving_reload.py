@@ -67,7 +67,7 @@ def test_handle_reload_config_request(stores, start_server, tmp_path):
 
 def check_rest_timeout_and_cors(server) -> None:
     """A 64-image request cannot finish in 2 ms: 504 with TF Serving's error body, CORS headers."""
-    from serving.client.__main__ import SAMPLE_IMAGE
+    from serving.client.cli import SAMPLE_IMAGE
 
     image = {"b64": base64.b64encode(SAMPLE_IMAGE.read_bytes()).decode()}
     body = json.dumps({"signature_name": "predict_image_bytes", "instances": [image] * 64}).encode()
