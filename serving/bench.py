@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.client import GrpcClient, RestClient
-from serving.server.servable import onednn_enabled
+from serving.server.core.servable import onednn_enabled
 
 BATCHES = (1, 32)
 CONCURRENCY = (1, 8, 32)

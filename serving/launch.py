@@ -22,8 +22,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.server import config as config_lib
-from serving.server.errors import ServingError
+from serving.server.core.errors import ServingError
+from serving.server.management import config as config_lib
 
 DOCKER_IMAGE = "tensorflow/serving"
 CONTAINER_MODELS = "/models"

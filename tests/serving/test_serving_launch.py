@@ -12,7 +12,7 @@ import pytest
 from serving import launch
 from serving.client import GrpcClient
 from serving.demo_model import sample_pixels
-from serving.server import config as config_lib
+from serving.server.management import config as config_lib
 from tests.serving.serving_fixtures import REPO, copy_version, free_port
 
 

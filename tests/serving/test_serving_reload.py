@@ -14,7 +14,7 @@ from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving.client import ClientError, GrpcClient
 from serving.demo_model import sample_pixels
-from serving.server import config as config_lib
+from serving.server.management import config as config_lib
 from tests.serving.serving_fixtures import copy_version
 
 

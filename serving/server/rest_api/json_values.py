@@ -16,8 +16,9 @@ import orjson
 from tensorflow.core.framework import types_pb2
 
 from serving.codec import MAX_RANK, dtype_name, numpy_dtype
-from serving.server import errors, json_reader
-from serving.server.json_writer import debug_string
+from serving.server.core import errors
+from serving.server.rest_api import json_reader
+from serving.server.rest_api.json_writer import debug_string
 
 _INT_RANGES = {
     types_pb2.DT_INT32: (-(2**31), 2**31 - 1),

@@ -14,8 +14,8 @@ import time
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving.server import errors, examples, inference
-from serving.server.servable import Servable
+from serving.server.core import errors, examples, inference
+from serving.server.core.servable import Servable
 
 log = logging.getLogger("serving.server")
 

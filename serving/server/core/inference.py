@@ -14,8 +14,8 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from serving.codec import TensorParsingError, to_ndarray, to_tensor_proto
-from serving.server import errors
-from serving.server.servable import DEFAULT_SIGNATURE, Servable, check_inputs
+from serving.server.core import errors
+from serving.server.core.servable import DEFAULT_SIGNATURE, Servable, check_inputs
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"

@@ -13,39 +13,18 @@ from collections.abc import Callable
 
 import grpc
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
     model_management_pb2,
     model_pb2,
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
 
-from serving.server import errors, examples, inference
-from serving.server.manager import ModelManager
+from serving.server.core import errors, examples, inference
+from serving.server.core.metadata import model_metadata
+from serving.server.management.manager import ModelManager
 from serving.server.metrics import Metrics
 
 log = logging.getLogger("serving.server")
-SIGNATURE_DEF_FIELD = "signature_def"
-
-
-def model_metadata(manager: ModelManager, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    """Return GetModelMetadata's answer (only the 'signature_def' field exists)."""
-    if not request.HasField("model_spec"):
-        raise errors.invalid_argument("Missing ModelSpec")
-    if not request.metadata_field:
-        raise errors.invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
-    for field in request.metadata_field:
-        if field != SIGNATURE_DEF_FIELD:
-            raise errors.invalid_argument(f"Metadata field {field} is not supported")
-    servable = manager.resolve(request.model_spec)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = servable.name
-    response.model_spec.version.value = servable.version
-    signatures = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in servable.signature_defs.items():
-        signatures.signature_def[key].CopyFrom(signature)
-    response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
-    return response
 
 
 class _Handler:
@@ -106,7 +85,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer, _
 
     def GetModelMetadata(self, request, context):
         return self.serve(context, "GetModelMetadata", request.model_spec.name,
-                          lambda: model_metadata(self.manager, request), record=False)
+                          lambda: model_metadata(request, self.manager.resolve), record=False)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):

@@ -11,9 +11,9 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, input_pb2, regression_pb2
 
 from serving.codec import dtype_enum
-from serving.server import errors
-from serving.server.inference import CLASSIFY_METHOD, REGRESS_METHOD, fill_model_spec
-from serving.server.servable import DEFAULT_SIGNATURE, Servable
+from serving.server.core import errors
+from serving.server.core.inference import CLASSIFY_METHOD, REGRESS_METHOD, fill_model_spec
+from serving.server.core.servable import DEFAULT_SIGNATURE, Servable
 
 
 def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:

@@ -13,8 +13,8 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import input_pb2
 
-from serving.server import errors
-from serving.server.json_values import (
+from serving.server.core import errors
+from serving.server.rest_api.json_values import (
     decode_base64,
     dense_shape,
     fast_array,
@@ -24,7 +24,7 @@ from serving.server.json_values import (
     parse_document,
     signature_name_of,
 )
-from serving.server.json_writer import debug_string
+from serving.server.rest_api.json_writer import debug_string
 
 TensorInfoMap = Mapping[str, meta_graph_pb2.TensorInfo]
 
