@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from models.spec import InputSpec
 from serving.signatures import ServingModule, set_method_names
-from serving.warmup import write_warmup_requests
+from serving.warmup_requests import WARMUP_FILE, write_warmup_requests
 
 CLASS_NAMES_FILE = "class_names.txt"
 
@@ -73,7 +73,7 @@ def stage(
     path = model_dir / f".staging-{uuid.uuid4().hex[:12]}"
     try:
         _write(model, path, input_spec, class_names)
-        write_warmup_requests(path / "assets.extra" / "tf_serving_warmup_requests",
+        write_warmup_requests(path / WARMUP_FILE,
                               model_name=model_name, input_name=input_spec.name,
                               inputs=sample_inputs, batch_sizes=warmup_batch_sizes)
         max_diff = check_parity(model, path, input_spec, sample_inputs, parity_tolerance)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.warmup_requests import WARMUP_FILE
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -40,7 +42,7 @@ def write_warmup(version_dir: Path, requests) -> Path:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-    path = version_dir / "assets.extra" / "tf_serving_warmup_requests"
+    path = version_dir / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for request in requests:
