@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.spec import InputSpec
+from serving.common import list_versions
 from serving.signatures import ServingModule, set_method_names
 from serving.warmup_requests import WARMUP_FILE, write_warmup_requests
 
@@ -47,10 +48,7 @@ class StagedExport:
 
 def version_dirs(model_dir: Path) -> list[int]:
     """Return the version numbers present under a model's base path, ascending."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(path.name) for path in model_dir.iterdir()
-                  if path.is_dir() and path.name.isdigit())
+    return sorted(list_versions(model_dir)) if model_dir.is_dir() else []
 
 
 def stage(
