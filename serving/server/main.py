@@ -141,9 +141,8 @@ class ModelServer:
         server = grpc.server(ThreadPoolExecutor(max_workers=max(options.grpc_max_threads, 1),
                                                 thread_name_prefix="grpc"), options=channel_options)
         add_services(server, self.manager, self.metrics,
-                              method_check=options.enable_signature_method_name_check,
-                              as_content=options.enable_serialization_as_tensor_content,
-                              on_reload=None)
+                     method_check=options.enable_signature_method_name_check,
+                     as_content=options.enable_serialization_as_tensor_content)
         if options.port:
             self.grpc_port = server.add_insecure_port(_address(options.bind_address, options.port))
             if not self.grpc_port:

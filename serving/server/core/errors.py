@@ -76,6 +76,11 @@ unknown = functools.partial(ServingError, grpc.StatusCode.UNKNOWN)
 internal = functools.partial(ServingError, grpc.StatusCode.INTERNAL)
 
 
+def shape_string(shape) -> str:
+    """Return a shape as TF's messages write it (TensorShape::DebugString): '[2,28,28,1]'."""
+    return "[" + ",".join(str(size) for size in shape) + "]"
+
+
 def code_from_number(number: int) -> grpc.StatusCode:
     """Return the grpc.StatusCode for a canonical code number (TF and gRPC share them)."""
     return _CODE_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)

@@ -85,10 +85,6 @@ def _data_type_name(array: np.ndarray) -> str:
     return types_pb2.DataType.Name(dtype_enum(array))
 
 
-def _shape_string(array: np.ndarray) -> str:
-    return "[" + ",".join(str(size) for size in array.shape) + "]"
-
-
 def classification_result(outputs: Mapping[str, np.ndarray], num_examples: int, result) -> None:
     """Fill a ClassificationResult from `classes`/`scores` outputs, with TF's checks."""
     classes, scores = outputs.get("classes"), outputs.get("scores")
@@ -97,7 +93,8 @@ def classification_result(outputs: Mapping[str, np.ndarray], num_examples: int, 
             continue
         if tensor.ndim != 2:
             raise errors.invalid_argument(
-                f"Expected Tensor shape: [batch_size num_classes] but got {_shape_string(tensor)}"
+                "Expected Tensor shape: [batch_size num_classes] but got "
+                f"{errors.shape_string(tensor.shape)}"
             )
         expected_type = "DT_STRING" if kind == "O" else "DT_FLOAT"
         if (kind == "O" and tensor.dtype != object) or (kind == "f" and tensor.dtype != np.float32):
@@ -132,7 +129,7 @@ def regression_result(outputs: Mapping[str, np.ndarray], num_examples: int, resu
     if not (tensor.ndim == 1 or (tensor.ndim == 2 and tensor.shape[1] == 1)):
         raise errors.invalid_argument(
             "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
-            f"{_shape_string(tensor)}"
+            f"{errors.shape_string(tensor.shape)}"
         )
     if tensor.shape[0] != num_examples:
         raise errors.invalid_argument(

@@ -44,10 +44,6 @@ class Servable:
     def __post_init__(self):
         self.run = self.call
 
-    def signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef | None:
-        """Return the SignatureDef named `signature_name` ('' means serving_default), or None."""
-        return self.signature_defs.get(signature_name or DEFAULT_SIGNATURE)
-
     def call(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Return every output of signature `signature_name` computed on `inputs`.
 
@@ -104,7 +100,8 @@ def check_inputs(
         if shapes and expected is not None and not _shape_fits(value.shape, expected):
             raise errors.invalid_argument(
                 f"input '{alias}' of signature '{signature_name}' has shape "
-                f"{_format_shape(value.shape)} but the signature expects {_format_shape(expected)}"
+                f"{errors.shape_string(value.shape)} but the signature expects "
+                f"{errors.shape_string(expected)}"
             )
 
 
@@ -112,7 +109,3 @@ def _shape_fits(actual: tuple[int, ...], expected: list[int]) -> bool:
     return len(actual) == len(expected) and all(
         want < 0 or want == got for got, want in zip(actual, expected, strict=True)
     )
-
-
-def _format_shape(shape) -> str:
-    return "[" + ",".join(str(size) for size in shape) + "]"

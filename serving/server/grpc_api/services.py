@@ -91,9 +91,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer, _
 class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):
     """tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest."""
 
-    def __init__(self, manager: ModelManager, metrics: Metrics, on_reload: Callable | None = None):
+    def __init__(self, manager: ModelManager, metrics: Metrics):
         _Handler.__init__(self, manager, metrics, False, False)
-        self.on_reload = on_reload
 
     def GetModelStatus(self, request, context):
         def work():
@@ -112,8 +111,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):
                 )
             before = {name: self.metrics.first_point(name) for name in request.metric_names}
             self.manager.reload(request.config)
-            if self.on_reload is not None:
-                self.on_reload(request.config)
             response = model_management_pb2.ReloadConfigResponse()
             response.status.SetInParent()  # TF Serving always sets it, OK included
             for name, value in before.items():
@@ -125,8 +122,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):
 
 
 def add_services(server: grpc.Server, manager: ModelManager, metrics: Metrics, *,
-                 method_check: bool, as_content: bool, on_reload: Callable | None = None) -> None:
+                 method_check: bool, as_content: bool) -> None:
     """Register both services on `server`."""
     prediction = PredictionService(manager, metrics, method_check, as_content)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics, on_reload), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics), server)

@@ -98,10 +98,6 @@ class ModelManager:
         """Return GetModelStatus's answer: every version ever seen, newest first."""
         return status_response(spec, self._history.get(spec.name, {}))
 
-    def servables(self) -> list[Servable]:
-        """Return every servable now serving."""
-        return [servable for versions in self._serving.values() for servable in versions.values()]
-
     # -------------------------------------------------------------------------- config
     def reload(self, new_config: model_server_config_pb2.ModelServerConfig) -> None:
         """Make the served models match `new_config`, as ServerCore::ReloadConfig does.

@@ -30,10 +30,6 @@ from serving.server.rest_api.json_writer import debug_string
 TensorInfoMap = Mapping[str, meta_graph_pb2.TensorInfo]
 
 
-def _shape_text(shape) -> str:
-    return "[" + ",".join(str(size) for size in shape) + "]"
-
-
 def _is_named(value) -> bool:
     """Return whether an "instances" element is an object of named inputs (not b64 data)."""
     return isinstance(value, dict) and not is_base64_object(value)
@@ -59,7 +55,7 @@ def _check_like_first(first: np.ndarray, array: np.ndarray) -> None:
         raise errors.invalid_argument(f"Expecting tensor size: {first.size} but got: {array.size}")
     if array.shape != first.shape:
         raise errors.invalid_argument(
-            f"Expecting shape {_shape_text(first.shape)} but got: {_shape_text(array.shape)}"
+            f"Expecting shape {errors.shape_string(first.shape)} but got: {errors.shape_string(array.shape)}"
         )
 
 
