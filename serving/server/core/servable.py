@@ -1,8 +1,8 @@
 """One loaded version of a model, as inference sees it: SignatureDefs and a way to run them.
 
 `Servable` is what both fronts' requests run on; `check_inputs` is the Session's dtype
-check (and, under oneDNN, a shape check). Loading one from disk is
-`management/loader.py`'s job.
+check, plus a shape check when `onednn_enabled` says this process runs oneDNN's kernels.
+Loading a servable from disk is `management/loader.py`'s job.
 """
 
 from __future__ import annotations
