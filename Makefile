@@ -85,11 +85,11 @@ serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501:
 	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG))
 
 predict-grpc: venv ## Send IMAGE (or the first COUNT test images) to MODEL over gRPC; print classes
-	$(PY) -m serving.client predict --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
+	$(PY) -m serving.predict_demo --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
 	  --host $(HOST) --port $(GRPC_PORT)
 
 predict-rest: venv ## Send IMAGE (or the first COUNT test images) to MODEL over REST; print classes
-	$(PY) -m serving.client predict --protocol rest $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
+	$(PY) -m serving.predict_demo --protocol rest $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
 	  --host $(HOST) --port $(REST_PORT)
 
 mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:5000 (MLFLOW_PORT)

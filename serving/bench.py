@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from serving.client import GrpcClient, RestClient
-from serving.server.servable import onednn_enabled
+from serving.common import free_port, list_versions
+from serving.server.core.servable import onednn_enabled
 
 BATCHES = (1, 32)
 CONCURRENCY = (1, 8, 32)
@@ -44,18 +44,12 @@ PATHS = ("in-process", "gRPC", "REST")
 TARGET_GAP_MS = 1.0  # gRPC batch-1 p50 at most this far above the in-process call's
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def find_model(models_dir: Path) -> tuple[str, Path] | None:
     """Return (name, latest version folder) of the first model under `models_dir`, if any."""
     for base in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
-        versions = [child for child in base.iterdir() if child.name.isdigit()] if base.is_dir() else []
+        versions = list_versions(base) if base.is_dir() else {}
         if versions and not base.name.startswith("."):
-            return base.name, max(versions, key=lambda child: int(child.name))
+            return base.name, Path(versions[max(versions)])
     return None
 
 
@@ -124,7 +118,7 @@ class _Server:
     """The compatible server as a subprocess, for the duration of the benchmark."""
 
     def __init__(self, name: str, base_path: Path, extra_flags: list[str]):
-        self.grpc_port, self.rest_port = _free_port(), _free_port()
+        self.grpc_port, self.rest_port = free_port(), free_port()
         command = [sys.executable, "-m", "serving", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                    f"--model_name={name}", f"--model_base_path={base_path.resolve()}", *extra_flags]
         # The server runs the kernels this process runs, so the floor is comparable.

@@ -28,8 +28,9 @@ import numpy as np
 import tensorflow as tf
 
 from models.spec import InputSpec
+from serving.common import list_versions
 from serving.signatures import ServingModule, set_method_names
-from serving.warmup import write_warmup_requests
+from serving.warmup_requests import WARMUP_FILE, write_warmup_requests
 
 CLASS_NAMES_FILE = "class_names.txt"
 
@@ -47,10 +48,7 @@ class StagedExport:
 
 def version_dirs(model_dir: Path) -> list[int]:
     """Return the version numbers present under a model's base path, ascending."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(path.name) for path in model_dir.iterdir()
-                  if path.is_dir() and path.name.isdigit())
+    return sorted(list_versions(model_dir)) if model_dir.is_dir() else []
 
 
 def stage(
@@ -73,7 +71,7 @@ def stage(
     path = model_dir / f".staging-{uuid.uuid4().hex[:12]}"
     try:
         _write(model, path, input_spec, class_names)
-        write_warmup_requests(path / "assets.extra" / "tf_serving_warmup_requests",
+        write_warmup_requests(path / WARMUP_FILE,
                               model_name=model_name, input_name=input_spec.name,
                               inputs=sample_inputs, batch_sizes=warmup_batch_sizes)
         max_diff = check_parity(model, path, input_spec, sample_inputs, parity_tolerance)

@@ -22,8 +22,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.server import config as config_lib
-from serving.server.errors import ServingError
+from serving.common import list_versions
+from serving.server.core.errors import ServingError
+from serving.server.management import config as config_lib
 
 DOCKER_IMAGE = "tensorflow/serving"
 CONTAINER_MODELS = "/models"
@@ -50,7 +51,7 @@ def discover_models(models_dir: Path) -> dict[str, Path]:
     for child in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
         if child.name.startswith(".") or not child.is_dir():
             continue
-        if any(version.name.isdigit() and version.is_dir() for version in child.iterdir()):
+        if list_versions(child):
             config_lib.check_model_name(child.name)
             models[child.name] = child.resolve()
     return models

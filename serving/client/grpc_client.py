@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.client.errors import ClientError
-from serving.server.tensors import to_ndarray, to_tensor_proto
+from serving.codec import to_ndarray, to_tensor_proto
 
 _MAX_MESSAGE = 2**31 - 1
 

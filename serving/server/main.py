@@ -15,15 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import tensorflow as tf
 
-from serving.server import config as config_lib
-from serving.server import errors, grpc_api, protos, warmup
-from serving.server.batching import BatchingOptions, BatchScheduler
-from serving.server.http_app import RestApp
-from serving.server.manager import ManagerOptions, ModelManager
+from serving.server import protos
+from serving.server.core import errors
+from serving.server.core.servable import onednn_enabled
+from serving.server.grpc_api.services import add_services
+from serving.server.management import config as config_lib
+from serving.server.management import warmup_replay
+from serving.server.management.batching import BatchingOptions, BatchScheduler
+from serving.server.management.manager import ManagerOptions, ModelManager
 from serving.server.metrics import DEFAULT_PATH, Metrics
 from serving.server.options import ServerOptions, check, parse_flags
-from serving.server.rest import RestHandler
-from serving.server.servable import onednn_enabled
+from serving.server.rest_api.handler import RestHandler
+from serving.server.rest_api.http_app import RestApp
 
 log = logging.getLogger("serving.server")
 VERSION = "0.1.0-compatible"
@@ -106,13 +109,13 @@ class ModelServer:
             return
         started, status = time.perf_counter(), "OK"
         try:
-            warmup.run_warmup(servable, self.options.num_request_iterations_for_warmup,
+            warmup_replay.run_warmup(servable, self.options.num_request_iterations_for_warmup,
                               self.options.enable_signature_method_name_check)
         except Exception as failure:
             status = errors.from_exception(failure).code_name
             raise
         finally:
-            if os.path.isfile(warmup.warmup_path(servable)):
+            if os.path.isfile(warmup_replay.warmup_path(servable)):
                 self.metrics.observe("warmup_latency", (servable.path, status), (time.perf_counter() - started) * 1e6)
 
     def _retire(self, servable) -> None:
@@ -137,10 +140,9 @@ class ModelServer:
         ]
         server = grpc.server(ThreadPoolExecutor(max_workers=max(options.grpc_max_threads, 1),
                                                 thread_name_prefix="grpc"), options=channel_options)
-        grpc_api.add_services(server, self.manager, self.metrics,
-                              method_check=options.enable_signature_method_name_check,
-                              as_content=options.enable_serialization_as_tensor_content,
-                              on_reload=None)
+        add_services(server, self.manager, self.metrics,
+                     method_check=options.enable_signature_method_name_check,
+                     as_content=options.enable_serialization_as_tensor_content)
         if options.port:
             self.grpc_port = server.add_insecure_port(_address(options.bind_address, options.port))
             if not self.grpc_port:

@@ -22,7 +22,7 @@ from google.protobuf import (
     wrappers_pb2,  # noqa: F401  (registers google/protobuf/wrappers.proto)
 )
 
-from serving.server import errors
+from serving.server.core import errors
 
 log = logging.getLogger("serving.server")
 _FIELD = descriptor_pb2.FieldDescriptorProto

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serving.serving_fixtures import ServerProcess, export_half_plus_two, free_port
+from serving.common import free_port
+from tests.serving.serving_fixtures import ServerProcess, export_half_plus_two
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,13 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.warmup_requests import WARMUP_FILE
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def copy_version(source: Path, base: Path, version: int) -> Path:
@@ -40,7 +35,7 @@ def write_warmup(version_dir: Path, requests) -> Path:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-    path = version_dir / "assets.extra" / "tf_serving_warmup_requests"
+    path = version_dir / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for request in requests:

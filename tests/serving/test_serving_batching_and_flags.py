@@ -10,13 +10,14 @@ import time
 import numpy as np
 import pytest
 
+from serving.common import free_port
 from serving.demo_model import sample_pixels
 from serving.server import protos
-from serving.server.batching import BatchingOptions, BatchScheduler
-from serving.server.errors import ServingError
+from serving.server.core.errors import ServingError
+from serving.server.management.batching import BatchingOptions, BatchScheduler
+from serving.server.management.loader import load_servable
 from serving.server.options import ServerOptions, check, parse_flags
-from serving.server.servable import load_servable
-from tests.serving.serving_fixtures import REPO, ServerProcess, free_port
+from tests.serving.serving_fixtures import REPO, ServerProcess
 
 
 def test_concurrent_calls_are_merged_and_split_back(model_store):

@@ -120,7 +120,7 @@ def test_row_format_instances_give_predictions(server, demo_function):
 
 
 def test_image_bytes_go_through_b64_over_rest_and_bytes_over_grpc(server, demo_function):
-    from serving.client.__main__ import SAMPLE_IMAGE
+    from serving.client.cli import SAMPLE_IMAGE
 
     encoded = SAMPLE_IMAGE.read_bytes()
     batch = np.array([encoded], dtype=object)

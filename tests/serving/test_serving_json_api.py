@@ -9,9 +9,9 @@ import pytest
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving.server import json_requests, json_responses
-from serving.server.errors import ServingError
-from serving.server.json_writer import format_float, format_floats
+from serving.server.core.errors import ServingError
+from serving.server.rest_api import json_requests, json_responses
+from serving.server.rest_api.json_writer import format_float, format_floats
 
 
 def infos(**dtypes) -> dict:

@@ -12,10 +12,10 @@ import pytest
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving.server import json_reader, json_requests
-from serving.server.errors import ServingError
-from serving.server.json_values import parse_document
-from serving.server.json_writer import debug_string
+from serving.server.core.errors import ServingError
+from serving.server.rest_api import json_reader, json_requests
+from serving.server.rest_api.json_values import parse_document
+from serving.server.rest_api.json_writer import debug_string
 
 
 def parse_error(body: bytes) -> str:

@@ -11,9 +11,10 @@ import pytest
 
 from serving import launch
 from serving.client import GrpcClient
+from serving.common import free_port
 from serving.demo_model import sample_pixels
-from serving.server import config as config_lib
-from tests.serving.serving_fixtures import REPO, copy_version, free_port
+from serving.server.management import config as config_lib
+from tests.serving.serving_fixtures import REPO, copy_version
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import pytest
 from tensorflow_serving.apis import model_pb2
 
 from serving.demo_model import sample_pixels
-from serving.server import config as config_lib
-from serving.server.errors import ServingError
-from serving.server.manager import ManagerOptions, ModelManager
-from serving.server.warmup import run_warmup
+from serving.server.core.errors import ServingError
+from serving.server.management import config as config_lib
+from serving.server.management.manager import ManagerOptions, ModelManager
+from serving.server.management.warmup_replay import run_warmup
 from tests.serving.serving_fixtures import copy_version, pixel_request, write_warmup
 
 

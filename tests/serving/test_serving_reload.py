@@ -14,7 +14,7 @@ from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from serving.client import ClientError, GrpcClient
 from serving.demo_model import sample_pixels
-from serving.server import config as config_lib
+from serving.server.management import config as config_lib
 from tests.serving.serving_fixtures import copy_version
 
 
@@ -67,7 +67,7 @@ def test_handle_reload_config_request(stores, start_server, tmp_path):
 
 def check_rest_timeout_and_cors(server) -> None:
     """A 64-image request cannot finish in 2 ms: 504 with TF Serving's error body, CORS headers."""
-    from serving.client.__main__ import SAMPLE_IMAGE
+    from serving.client.cli import SAMPLE_IMAGE
 
     image = {"b64": base64.b64encode(SAMPLE_IMAGE.read_bytes()).decode()}
     body = json.dumps({"signature_name": "predict_image_bytes", "instances": [image] * 64}).encode()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import regression_pb2
 
-from serving.server import examples, inference
-from serving.server.errors import ServingError, kernel_message
-from serving.server.servable import LEGACY_SHAPE_PRODUCER, load_servable
+from serving.server.core import examples, inference
+from serving.server.core.errors import ServingError, kernel_message
+from serving.server.management.loader import LEGACY_SHAPE_PRODUCER, load_servable
 from tests.serving.serving_fixtures import export_half_plus_two
 
 

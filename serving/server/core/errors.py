@@ -6,6 +6,7 @@ HTTP status exactly as TF Serving's http_server.cc does.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import grpc
@@ -65,32 +66,19 @@ class ServingError(Exception):
         return f"{self.code_name}: {self.message}"
 
 
-def invalid_argument(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+# One constructor per status code the server raises: errors.invalid_argument("message").
+invalid_argument = functools.partial(ServingError, grpc.StatusCode.INVALID_ARGUMENT)
+not_found = functools.partial(ServingError, grpc.StatusCode.NOT_FOUND)
+failed_precondition = functools.partial(ServingError, grpc.StatusCode.FAILED_PRECONDITION)
+unavailable = functools.partial(ServingError, grpc.StatusCode.UNAVAILABLE)
+unimplemented = functools.partial(ServingError, grpc.StatusCode.UNIMPLEMENTED)
+unknown = functools.partial(ServingError, grpc.StatusCode.UNKNOWN)
+internal = functools.partial(ServingError, grpc.StatusCode.INTERNAL)
 
 
-def not_found(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.NOT_FOUND, message)
-
-
-def failed_precondition(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
-def unavailable(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
-
-
-def unimplemented(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
-
-
-def unknown(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNKNOWN, message)
-
-
-def internal(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INTERNAL, message)
+def shape_string(shape) -> str:
+    """Return a shape as TF's messages write it (TensorShape::DebugString): '[2,28,28,1]'."""
+    return "[" + ",".join(str(size) for size in shape) + "]"
 
 
 def code_from_number(number: int) -> grpc.StatusCode:

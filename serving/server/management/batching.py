@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.server import errors
-from serving.server.servable import Servable
+from serving.server.core import errors
+from serving.server.core.servable import Servable
 
 
 @dataclass(frozen=True)

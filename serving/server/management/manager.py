@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.server import config as config_lib
-from serving.server import errors
-from serving.server.servable import Servable, load_servable
-from serving.server.source import VersionWatcher, aspired
+from serving.server.core import errors
+from serving.server.core.servable import Servable
+from serving.server.management import config as config_lib
+from serving.server.management.loader import load_servable
+from serving.server.management.source import VersionWatcher, aspired
+from serving.server.management.status import History, State, status_response
 
 log = logging.getLogger("serving.server")
-State = get_model_status_pb2.ModelVersionStatus.State
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class ModelManager:
         self._config: model_server_config_pb2.ModelServerConfig | None = None
         self._serving: dict[str, dict[int, Servable]] = {}
         self._labels: dict[str, dict[str, int]] = {}
-        self._history: dict[str, dict[int, tuple[int, errors.ServingError | None]]] = {}
+        self._history: dict[str, History] = {}
         self._poller: threading.Thread | None = None
 
     # ------------------------------------------------------------------------ requests
@@ -95,29 +96,7 @@ class ModelManager:
 
     def model_status(self, spec: model_pb2.ModelSpec) -> get_model_status_pb2.GetModelStatusResponse:
         """Return GetModelStatus's answer: every version ever seen, newest first."""
-        history = self._history.get(spec.name, {})
-        response = get_model_status_pb2.GetModelStatusResponse()
-        if spec.HasField("version"):
-            version = spec.version.value
-            if version not in history:
-                raise errors.not_found(f"Could not find version {version} of model {spec.name}")
-            selected = [version]
-        else:
-            if not history:
-                raise errors.not_found(f"Could not find any versions of model {spec.name}")
-            selected = sorted(history, reverse=True)
-        for version in selected:
-            state, error = history[version]
-            entry = response.model_version_status.add(version=version, state=state)
-            entry.status.SetInParent()  # TF Serving always reports a status, OK included
-            if error is not None:
-                entry.status.error_code = error.code.value[0]
-                entry.status.error_message = error.message
-        return response
-
-    def servables(self) -> list[Servable]:
-        """Return every servable now serving."""
-        return [servable for versions in self._serving.values() for servable in versions.values()]
+        return status_response(spec, self._history.get(spec.name, {}))
 
     # -------------------------------------------------------------------------- config
     def reload(self, new_config: model_server_config_pb2.ModelServerConfig) -> None:

@@ -1,14 +1,22 @@
-"""TF Serving warmup requests: real inputs replayed when a version loads, before traffic."""
+"""The exporter's writer of TF Serving warmup requests: real inputs, replayed on load.
+
+A SavedModel's `assets.extra/tf_serving_warmup_requests` is a TFRecord of PredictionLogs
+that TF Serving (and the compatible server's management/warmup_replay.py) runs when a
+version loads, before it takes traffic. The file name and the record limit are TF
+Serving's, so both sides take them from here.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-# TF Serving reads at most this many records from the warmup file.
+# Where TF Serving looks for the file inside a version folder, and how many records it reads.
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000
 
 

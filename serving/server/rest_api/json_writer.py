@@ -132,26 +132,28 @@ class PrettyWriter:
             self.raw(token)
 
     def start_object(self) -> None:
-        self._prefix()
-        self._parts.append(b"{")
-        self._levels.append([False, 0])
+        self._open(b"{", in_array=False)
 
     def end_object(self) -> None:
-        empty = self._levels.pop()[1] == 0
-        if not empty:
-            self._parts.append(self._indent())
-        self._parts.append(b"}")
+        self._close(b"}")
 
     def start_array(self) -> None:
-        self._prefix()
-        self._parts.append(b"[")
-        self._levels.append([True, 0])
+        self._open(b"[", in_array=True)
 
     def end_array(self) -> None:
-        empty = self._levels.pop()[1] == 0
-        if not empty and not self.single_line_arrays:
+        self._close(b"]")
+
+    def _open(self, bracket: bytes, in_array: bool) -> None:
+        self._prefix()
+        self._parts.append(bracket)
+        self._levels.append([in_array, 0])
+
+    def _close(self, bracket: bytes) -> None:
+        in_array, count = self._levels.pop()
+        # A non-empty container closes on its own line, except a single-line array.
+        if count and not (in_array and self.single_line_arrays):
             self._parts.append(self._indent())
-        self._parts.append(b"]")
+        self._parts.append(bracket)
 
     def getvalue(self) -> bytes:
         return b"".join(self._parts)

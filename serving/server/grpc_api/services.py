@@ -13,39 +13,18 @@ from collections.abc import Callable
 
 import grpc
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
     model_management_pb2,
     model_pb2,
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
 
-from serving.server import errors, examples, inference
-from serving.server.manager import ModelManager
+from serving.server.core import errors, examples, inference
+from serving.server.core.metadata import model_metadata
+from serving.server.management.manager import ModelManager
 from serving.server.metrics import Metrics
 
 log = logging.getLogger("serving.server")
-SIGNATURE_DEF_FIELD = "signature_def"
-
-
-def model_metadata(manager: ModelManager, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    """Return GetModelMetadata's answer (only the 'signature_def' field exists)."""
-    if not request.HasField("model_spec"):
-        raise errors.invalid_argument("Missing ModelSpec")
-    if not request.metadata_field:
-        raise errors.invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
-    for field in request.metadata_field:
-        if field != SIGNATURE_DEF_FIELD:
-            raise errors.invalid_argument(f"Metadata field {field} is not supported")
-    servable = manager.resolve(request.model_spec)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = servable.name
-    response.model_spec.version.value = servable.version
-    signatures = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in servable.signature_defs.items():
-        signatures.signature_def[key].CopyFrom(signature)
-    response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
-    return response
 
 
 class _Handler:
@@ -106,15 +85,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer, _
 
     def GetModelMetadata(self, request, context):
         return self.serve(context, "GetModelMetadata", request.model_spec.name,
-                          lambda: model_metadata(self.manager, request), record=False)
+                          lambda: model_metadata(request, self.manager.resolve), record=False)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):
     """tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest."""
 
-    def __init__(self, manager: ModelManager, metrics: Metrics, on_reload: Callable | None = None):
+    def __init__(self, manager: ModelManager, metrics: Metrics):
         _Handler.__init__(self, manager, metrics, False, False)
-        self.on_reload = on_reload
 
     def GetModelStatus(self, request, context):
         def work():
@@ -133,8 +111,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):
                 )
             before = {name: self.metrics.first_point(name) for name in request.metric_names}
             self.manager.reload(request.config)
-            if self.on_reload is not None:
-                self.on_reload(request.config)
             response = model_management_pb2.ReloadConfigResponse()
             response.status.SetInParent()  # TF Serving always sets it, OK included
             for name, value in before.items():
@@ -146,8 +122,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer, _Handler):
 
 
 def add_services(server: grpc.Server, manager: ModelManager, metrics: Metrics, *,
-                 method_check: bool, as_content: bool, on_reload: Callable | None = None) -> None:
+                 method_check: bool, as_content: bool) -> None:
     """Register both services on `server`."""
     prediction = PredictionService(manager, metrics, method_check, as_content)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics, on_reload), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, metrics), server)

@@ -13,7 +13,8 @@ import re
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.server import errors, protos
+from serving.server import protos
+from serving.server.core import errors
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 ModelConfig = model_server_config_pb2.ModelConfig

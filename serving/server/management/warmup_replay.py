@@ -3,6 +3,7 @@
 The file is a TFRecord of PredictionLog protos (TF Serving's saved_model_warmup.md). Each
 logged request runs `num_request_iterations` times against the freshly loaded servable;
 any failure fails the load, as in TF Serving, so a bad version never starts serving.
+The exporter writes the file with serving/warmup_requests.py.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import time
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving.server import errors, examples, inference
-from serving.server.servable import Servable
+from serving.server.core import errors, examples, inference
+from serving.server.core.servable import Servable
+from serving.warmup_requests import MAX_WARMUP_RECORDS, WARMUP_FILE
 
 log = logging.getLogger("serving.server")
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_RECORDS = 1000
 
 
 def warmup_path(servable: Servable) -> str:
@@ -56,9 +55,9 @@ def run_warmup(servable: Servable, iterations: int = 1, method_check: bool = Fal
         raise errors.from_exception(error) from None
     for raw in records:
         count += 1
-        if count > MAX_RECORDS:
+        if count > MAX_WARMUP_RECORDS:
             raise errors.invalid_argument(
-                f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}"
+                f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
             )
         record = prediction_log_pb2.PredictionLog()
         try:

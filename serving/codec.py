@@ -1,8 +1,9 @@
-"""TensorProto <-> numpy, with fast paths for the dtypes models actually use.
+"""TensorProto <-> numpy, the one codec the gRPC client and the server both use.
 
 Requests arrive as TensorProto (gRPC) and leave as TensorProto; the hot path avoids
 per-element Python work: `tensor_content` is viewed with np.frombuffer (no copy), and
-typed repeated fields go through one `tolist()`/`extend()` call.
+typed repeated fields go through one `tolist()`/`extend()` call. It imports nothing of
+the server, so `serving.client` can use it without the server's code.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import math
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-
-from serving.server.errors import invalid_argument
 
 DataType = types_pb2.DataType
 
@@ -40,6 +39,16 @@ _FAST_DTYPES = frozenset(_VALUE_FIELD)
 # TensorFlow's own limit on the rank of a tensor (TensorShape::MaxDimensions()).
 MAX_RANK = 254
 _MAX_ELEMENTS = 2**63 - 1
+
+
+class TensorParsingError(ValueError):
+    """A TensorProto that does not hold a valid tensor: 'tensor parsing error: <alias>'.
+
+    The server answers it as TF Serving does, with INVALID_ARGUMENT and this message.
+    """
+
+    def __init__(self, alias: str):
+        super().__init__(f"tensor parsing error: {alias}")
 
 
 def dtype_name(dtype: int) -> str:
@@ -75,20 +84,20 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
 
     Follows Tensor::FromProto: values may be given as `tensor_content` or the typed field;
     fewer values than elements repeat the last one (none gives zeros), more are cut to the
-    shape; any other mismatch is TF Serving's 'tensor parsing error: <alias>'.
+    shape; any other mismatch raises TensorParsingError.
     """
     shape = shape_list(proto.tensor_shape)
     if shape is None or any(size < 0 for size in shape) or len(shape) > MAX_RANK:
-        raise invalid_argument(f"tensor parsing error: {alias}")
+        raise TensorParsingError(alias)
     if proto.dtype not in _FAST_DTYPES:
         return _slow_to_ndarray(proto, alias)
     num_elements = math.prod(shape)
     if num_elements > _MAX_ELEMENTS:  # TensorShape's overflow check
-        raise invalid_argument(f"tensor parsing error: {alias}")
+        raise TensorParsingError(alias)
     if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
         values = np.frombuffer(proto.tensor_content, dtype=numpy_dtype(proto.dtype))
         if values.size != num_elements:
-            raise invalid_argument(f"tensor parsing error: {alias}")
+            raise TensorParsingError(alias)
         return values.reshape(shape)
     field = getattr(proto, _VALUE_FIELD[proto.dtype])
     if proto.dtype == types_pb2.DT_STRING:
@@ -117,7 +126,7 @@ def _slow_to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     try:
         return tf.make_ndarray(proto)
     except Exception:
-        raise invalid_argument(f"tensor parsing error: {alias}") from None
+        raise TensorParsingError(alias) from None
 
 
 def to_tensor_proto(array: np.ndarray, as_content: bool = False) -> tensor_pb2.TensorProto:

@@ -16,9 +16,9 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
-from serving.server.json_writer import error_body
 from serving.server.metrics import Metrics
-from serving.server.rest import RestHandler, RestResult
+from serving.server.rest_api.handler import RestHandler, RestResult
+from serving.server.rest_api.json_writer import error_body
 
 _API_PATH = re.compile(r"(?i)/v1/.*")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -178,4 +178,3 @@ class RestApp:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from serving.server import errors
-from serving.server.json_writer import PrettyWriter, format_floats, quote
+from serving.server.core import errors
+from serving.server.rest_api.json_writer import PrettyWriter, format_floats, quote
 
 _BYTES_SUFFIX = "_bytes"
 _INT_KINDS = "iu"

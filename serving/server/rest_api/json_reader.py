@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 
-from serving.server import errors
+from serving.server.core import errors
 
 _WHITESPACE = re.compile(rb"[ \t\n\r]*")
 _PLAIN_STRING = re.compile(rb'"([^"\\\x00-\x1f]*)"')

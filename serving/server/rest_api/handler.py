@@ -1,19 +1,18 @@
 """The REST API's routes and handlers: TF Serving's HttpRestApiHandler::ProcessRequest.
 
 Same path regexes (http_rest_api_util.cc), same dispatch, same messages and status codes;
-`http_app` carries these requests over HTTP.
+`http_app` carries these requests over HTTP, `json_requests` and `json_responses` turn
+bodies into tensors and back, `proto_json` prints status and metadata.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import grpc
-from google.protobuf import json_format
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -21,10 +20,12 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.server import errors, examples, inference, json_requests, json_responses
-from serving.server.grpc_api import SIGNATURE_DEF_FIELD, model_metadata
-from serving.server.json_writer import error_body
-from serving.server.manager import ModelManager
+from serving.server.core import errors, examples, inference
+from serving.server.core.metadata import SIGNATURE_DEF_FIELD, model_metadata
+from serving.server.management.manager import ModelManager
+from serving.server.rest_api import json_requests, json_responses
+from serving.server.rest_api.json_writer import error_body
+from serving.server.rest_api.proto_json import proto_json
 
 log = logging.getLogger("serving.server")
 
@@ -60,52 +61,6 @@ def _match_path(method: str, path: str) -> re.Match | None:
     """Return the match of the path pattern for this method (POST or GET), else None."""
     pattern = _PREDICT_PATH if method == "POST" else _STATUS_PATH if method == "GET" else None
     return pattern.fullmatch(path) if pattern else None
-
-
-def _proto_json(message) -> str:
-    """Return a proto as TF Serving's JSON printer writes it (1-space indent, all fields).
-
-    protobuf's C++ MessageToJsonString ends the text with a newline when add_whitespace is
-    set, so even the pieces of the metadata answer end with one.
-    """
-    as_dict = json_format.MessageToDict(message, always_print_fields_with_no_presence=True,
-                                        preserving_proto_field_name=True)
-    return json.dumps(_in_tf_order(message.DESCRIPTOR, as_dict), indent=1) + "\n"
-
-
-def _in_tf_order(descriptor, value):
-    """Return `value` (a message as a dict) with keys in the order TF Serving prints them.
-
-    Its C++ printer writes plain fields in declaration order, then oneof members;
-    json_format puts set fields first. Only the order changes, never the content.
-    """
-    if not isinstance(value, dict) or descriptor is None:
-        return value
-    if descriptor.GetOptions().map_entry:
-        return value
-    ordered = {}
-    plain = [f for f in descriptor.fields if f.containing_oneof is None]
-    oneofs = [f for f in descriptor.fields if f.containing_oneof is not None]
-    for field in plain + oneofs:
-        key = field.name
-        if key not in value:
-            continue
-        ordered[key] = _field_in_tf_order(field, value[key])
-    for key in value:  # Any-packed or unknown keys keep their place at the end
-        ordered.setdefault(key, value[key])
-    return ordered
-
-
-def _field_in_tf_order(field, value):
-    message = field.message_type
-    if message is None:
-        return value
-    if message.GetOptions().map_entry:
-        inner = message.fields_by_name["value"].message_type
-        return {key: _in_tf_order(inner, item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_in_tf_order(message, item) for item in value]
-    return _in_tf_order(message, value)
 
 
 class RestHandler:
@@ -157,7 +112,7 @@ class RestHandler:
             raise errors.invalid_argument("Missing model name in request.")
         if verb == "metadata":
             return self._metadata(spec)
-        return _proto_json(self.manager.model_status(spec)).encode()
+        return proto_json(self.manager.model_status(spec)).encode()
 
     @staticmethod
     def _model_spec(name: str, version: str | None, label: str | None) -> model_pb2.ModelSpec:
@@ -210,9 +165,9 @@ class RestHandler:
     def _metadata(self, spec: model_pb2.ModelSpec) -> bytes:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF_FIELD])
         request.model_spec.CopyFrom(spec)
-        response = model_metadata(self.manager, request)
+        response = model_metadata(request, self.manager.resolve)
         signatures = get_model_metadata_pb2.SignatureDefMap()
         response.metadata[SIGNATURE_DEF_FIELD].Unpack(signatures)
         # http_rest_api_util.cc prints the two parts separately and joins them like this.
-        return (f'{{\n"model_spec":{_proto_json(response.model_spec)},\n"metadata": '
-                f'{{"signature_def": {_proto_json(signatures)}}}\n}}\n').encode()
+        return (f'{{\n"model_spec":{proto_json(response.model_spec)},\n"metadata": '
+                f'{{"signature_def": {proto_json(signatures)}}}\n}}\n').encode()

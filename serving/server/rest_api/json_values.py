@@ -15,9 +15,10 @@ import numpy as np
 import orjson
 from tensorflow.core.framework import types_pb2
 
-from serving.server import errors, json_reader
-from serving.server.json_writer import debug_string
-from serving.server.tensors import MAX_RANK, dtype_name, numpy_dtype
+from serving.codec import MAX_RANK, dtype_name, numpy_dtype
+from serving.server.core import errors
+from serving.server.rest_api import json_reader
+from serving.server.rest_api.json_writer import debug_string
 
 _INT_RANGES = {
     types_pb2.DT_INT32: (-(2**31), 2**31 - 1),
@@ -29,6 +30,11 @@ _INT_RANGES = {
     types_pb2.DT_UINT64: (0, 2**64 - 1),
 }
 _FLOATS = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
+
+
+def value_error(value, detail: str) -> errors.ServingError:
+    """Return INVALID_ARGUMENT quoting a JSON value as TF Serving does: 'JSON Value: <v> ...'."""
+    return errors.invalid_argument(f"JSON Value: {debug_string(value)} {detail}")
 
 
 def parse_document(body: bytes) -> dict:
@@ -45,7 +51,7 @@ def parse_document(body: bytes) -> dict:
     except orjson.JSONDecodeError:
         document = json_reader.parse(body)
     if not isinstance(document, dict):
-        raise errors.invalid_argument(f"JSON Value: {debug_string(document)} Is not object")
+        raise value_error(document, "Is not object")
     return document
 
 
@@ -53,18 +59,14 @@ def signature_name_of(document: dict) -> str:
     """Return the optional "signature_name" ('' when absent), which must be a string."""
     name = document.get("signature_name", "")
     if not isinstance(name, str):
-        raise errors.invalid_argument(
-            f"JSON Value: {debug_string(document)} not formatted correctly. "
-            "'signature_name' key must be a string value."
-        )
+        raise value_error(document, "not formatted correctly. 'signature_name' key must be a string "
+                                    "value.")
     return name
 
 
 def _type_error(value, dtype: int) -> errors.ServingError:
-    return errors.invalid_argument(
-        f"JSON Value: {debug_string(value)} Type: {json_type(value)} is not of expected type: "
-        f"{dtype_name(dtype)}"
-    )
+    return value_error(value, f"Type: {json_type(value)} is not of expected type: "
+                              f"{dtype_name(dtype)}")
 
 
 def json_type(value) -> str:
@@ -91,9 +93,7 @@ def is_base64_object(value) -> bool:
 def decode_base64(value) -> bytes:
     """Return the bytes of a {"b64": ...} object, or TF Serving's errors."""
     if not is_base64_object(value):
-        raise errors.invalid_argument(
-            f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
-        )
+        raise value_error(value, "not formatted correctly for base64 data")
     text = value["b64"]
     # absl::Base64Unescape: the standard alphabet, padding optional.
     try:
@@ -148,9 +148,8 @@ def _fill_leaves(value, level: int, shape: list[int], dtype: int, leaves: list) 
     rank = len(shape)
     if not isinstance(value, list):
         if level != rank:
-            raise errors.invalid_argument(
-                f"JSON Value: {debug_string(value)} found at incorrect level: {level + 1} in the "
-                f"JSON DOM. Expected at level: {rank}"
+            raise value_error(
+                value, f"found at incorrect level: {level + 1} in the JSON DOM. Expected at level: {rank}"
             )
         leaves.append(_scalar(value, dtype))
         return

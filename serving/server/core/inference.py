@@ -13,9 +13,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
-from serving.server import errors
-from serving.server.servable import DEFAULT_SIGNATURE, Servable, check_inputs
-from serving.server.tensors import to_ndarray, to_tensor_proto
+from serving.codec import TensorParsingError, to_ndarray, to_tensor_proto
+from serving.server.core import errors
+from serving.server.core.servable import DEFAULT_SIGNATURE, Servable, check_inputs
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
@@ -119,7 +119,10 @@ def predict(
 ) -> predict_pb2.PredictResponse:
     """Return the PredictResponse for a PredictRequest, as TF Serving's RunPredict does."""
     resolved, _ = predict_signature(servable, request.model_spec.signature_name, method_check)
-    inputs = {alias: to_ndarray(proto, alias) for alias, proto in request.inputs.items()}
+    try:
+        inputs = {alias: to_ndarray(proto, alias) for alias, proto in request.inputs.items()}
+    except TensorParsingError as error:
+        raise errors.invalid_argument(str(error)) from None
     outputs = predict_arrays(servable, resolved, inputs, list(request.output_filter), method_check)
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, request.model_spec.name, resolved, servable.version)

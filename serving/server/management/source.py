@@ -14,24 +14,11 @@ from dataclasses import dataclass, field
 
 from tensorflow_serving.config import file_system_storage_path_source_pb2
 
+from serving.common import list_versions
+
 log = logging.getLogger("serving.server")
 
 ServableVersionPolicy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
-
-
-def list_versions(base_path: str) -> dict[int, str]:
-    """Return {version: folder path} for the integer-named children of `base_path`.
-
-    Raises FileNotFoundError when the base path is missing (TF Serving then keeps polling).
-    """
-    versions: dict[int, str] = {}
-    with os.scandir(base_path) as entries:
-        for entry in entries:
-            if entry.name.isdigit() and entry.is_dir():
-                version = int(entry.name)
-                # Like TF Serving, '007' and '7' are the same version; the later listing wins.
-                versions[version] = entry.path
-    return versions
 
 
 def fingerprint(path: str) -> tuple | None:

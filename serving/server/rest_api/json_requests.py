@@ -13,8 +13,8 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import input_pb2
 
-from serving.server import errors
-from serving.server.json_values import (
+from serving.server.core import errors
+from serving.server.rest_api.json_values import (
     decode_base64,
     dense_shape,
     fast_array,
@@ -23,14 +23,11 @@ from serving.server.json_values import (
     json_type,
     parse_document,
     signature_name_of,
+    value_error,
 )
-from serving.server.json_writer import debug_string
+from serving.server.rest_api.json_writer import debug_string
 
 TensorInfoMap = Mapping[str, meta_graph_pb2.TensorInfo]
-
-
-def _shape_text(shape) -> str:
-    return "[" + ",".join(str(size) for size in shape) + "]"
 
 
 def _is_named(value) -> bool:
@@ -58,7 +55,7 @@ def _check_like_first(first: np.ndarray, array: np.ndarray) -> None:
         raise errors.invalid_argument(f"Expecting tensor size: {first.size} but got: {array.size}")
     if array.shape != first.shape:
         raise errors.invalid_argument(
-            f"Expecting shape {_shape_text(first.shape)} but got: {_shape_text(array.shape)}"
+            f"Expecting shape {errors.shape_string(first.shape)} but got: {errors.shape_string(array.shape)}"
         )
 
 
@@ -160,20 +157,14 @@ def parse_predict(
         )
     lenient = b"true" in body or b"false" in body
     if "instances" in document and "inputs" in document:
-        raise errors.invalid_argument(
-            f"JSON Value: {debug_string(document)} Not formatted correctly expecting only one of "
-            "'inputs' or 'instances' keys to exist "
-        )
+        raise value_error(document, "Not formatted correctly expecting only one of 'inputs' or "
+                                    "'instances' keys to exist ")
     if "instances" in document:
         instances = document["instances"]
         if not isinstance(instances, list):
-            raise errors.invalid_argument(
-                f"JSON Value: {debug_string(document)} Expecting 'instances' to be an list/array"
-            )
+            raise value_error(document, "Expecting 'instances' to be an list/array")
         if not instances:
-            raise errors.invalid_argument(
-                f"JSON Value: {debug_string(document)} No values in 'instances' array"
-            )
+            raise value_error(document, "No values in 'instances' array")
         return signature_name, _instances(instances, infos, lenient), True
     if "inputs" in document:
         return signature_name, _columnar(document["inputs"], infos, lenient), False
@@ -244,18 +235,12 @@ def parse_examples(body: bytes) -> tuple[str, input_pb2.Input]:
         example_from_json(document["context"], model_input.example_list_with_context.context)
     examples = document.get("examples")
     if "examples" not in document:
-        raise errors.invalid_argument(
-            f"JSON Value: {debug_string(document)} When method is classify, key 'examples' is "
-            "expected and was not found"
-        )
+        raise value_error(document, "When method is classify, key 'examples' is expected and was "
+                                    "not found")
     if not isinstance(examples, list):
-        raise errors.invalid_argument(
-            f"JSON Value: {debug_string(document)} Expecting 'examples' value to be an list/array"
-        )
+        raise value_error(document, "Expecting 'examples' value to be an list/array")
     if not examples:
-        raise errors.invalid_argument(
-            f"JSON Value: {debug_string(document)} 'examples' value is an empty array"
-        )
+        raise value_error(document, "'examples' value is an empty array")
     target = (model_input.example_list_with_context if has_context else model_input.example_list)
     for value in examples:
         example_from_json(value, target.examples.add())

@@ -10,10 +10,10 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import classification_pb2, inference_pb2, input_pb2, regression_pb2
 
-from serving.server import errors
-from serving.server.inference import CLASSIFY_METHOD, REGRESS_METHOD, fill_model_spec
-from serving.server.servable import DEFAULT_SIGNATURE, Servable
-from serving.server.tensors import dtype_enum
+from serving.codec import dtype_enum
+from serving.server.core import errors
+from serving.server.core.inference import CLASSIFY_METHOD, REGRESS_METHOD, fill_model_spec
+from serving.server.core.servable import DEFAULT_SIGNATURE, Servable
 
 
 def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:
@@ -42,15 +42,20 @@ def _named_signature(servable: Servable, signature_name: str):
     return resolved, signature
 
 
-def check_classification_signature(signature, method_check: bool) -> None:
-    """Raise TF Serving's PreProcessClassification errors for an unusable signature."""
-    if method_check and signature.method_name != CLASSIFY_METHOD:
+def _check_method_and_input(signature, method_name: str, kind: str, method_check: bool) -> None:
+    """Raise the first two errors PreProcessClassification and PreProcessRegression share."""
+    if method_check and signature.method_name != method_name:
         raise errors.invalid_argument(
-            f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
+            f"Expected {kind} signature method_name to be {method_name}. "
             f"Was: {signature.method_name}"
         )
     if len(signature.inputs) != 1:
         raise errors.invalid_argument("Expected one input Tensor.")
+
+
+def check_classification_signature(signature, method_check: bool) -> None:
+    """Raise TF Serving's PreProcessClassification errors for an unusable signature."""
+    _check_method_and_input(signature, CLASSIFY_METHOD, "classification", method_check)
     if len(signature.outputs) not in (1, 2):
         raise errors.invalid_argument(
             f"Expected one or two output Tensors, found {len(signature.outputs)}"
@@ -66,13 +71,7 @@ def check_classification_signature(signature, method_check: bool) -> None:
 
 def check_regression_signature(signature, method_check: bool) -> None:
     """Raise TF Serving's PreProcessRegression errors for an unusable signature."""
-    if method_check and signature.method_name != REGRESS_METHOD:
-        raise errors.invalid_argument(
-            f"Expected regression signature method_name to be {REGRESS_METHOD}. "
-            f"Was: {signature.method_name}"
-        )
-    if len(signature.inputs) != 1:
-        raise errors.invalid_argument("Expected one input Tensor.")
+    _check_method_and_input(signature, REGRESS_METHOD, "regression", method_check)
     if len(signature.outputs) != 1:
         raise errors.invalid_argument("Expected one output Tensor.")
     if "inputs" not in signature.inputs:
@@ -86,10 +85,6 @@ def _data_type_name(array: np.ndarray) -> str:
     return types_pb2.DataType.Name(dtype_enum(array))
 
 
-def _shape_string(array: np.ndarray) -> str:
-    return "[" + ",".join(str(size) for size in array.shape) + "]"
-
-
 def classification_result(outputs: Mapping[str, np.ndarray], num_examples: int, result) -> None:
     """Fill a ClassificationResult from `classes`/`scores` outputs, with TF's checks."""
     classes, scores = outputs.get("classes"), outputs.get("scores")
@@ -98,7 +93,8 @@ def classification_result(outputs: Mapping[str, np.ndarray], num_examples: int, 
             continue
         if tensor.ndim != 2:
             raise errors.invalid_argument(
-                f"Expected Tensor shape: [batch_size num_classes] but got {_shape_string(tensor)}"
+                "Expected Tensor shape: [batch_size num_classes] but got "
+                f"{errors.shape_string(tensor.shape)}"
             )
         expected_type = "DT_STRING" if kind == "O" else "DT_FLOAT"
         if (kind == "O" and tensor.dtype != object) or (kind == "f" and tensor.dtype != np.float32):
@@ -133,7 +129,7 @@ def regression_result(outputs: Mapping[str, np.ndarray], num_examples: int, resu
     if not (tensor.ndim == 1 or (tensor.ndim == 2 and tensor.shape[1] == 1)):
         raise errors.invalid_argument(
             "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
-            f"{_shape_string(tensor)}"
+            f"{errors.shape_string(tensor.shape)}"
         )
     if tensor.shape[0] != num_examples:
         raise errors.invalid_argument(
@@ -145,33 +141,30 @@ def regression_result(outputs: Mapping[str, np.ndarray], num_examples: int, resu
         result.regressions.add().value = value
 
 
-def _run_examples(servable: Servable, signature_name: str, examples: np.ndarray, outputs: list[str]):
-    return {key: value for key, value in servable.run(signature_name, {"inputs": examples}).items() if key in outputs}
-
-
 def classify(servable: Servable, request, *, method_check: bool = False):
     """Return the ClassificationResponse for a ClassificationRequest (RunClassify)."""
-    resolved, signature = _named_signature(servable, request.model_spec.signature_name)
-    check_classification_signature(signature, method_check)
-    examples = serialized_examples(request.input)
-    outputs = _run_examples(servable, resolved, examples, ["classes", "scores"])
-    response = classification_pb2.ClassificationResponse()
-    fill_model_spec(response.model_spec, request.model_spec.name,
-                    request.model_spec.signature_name, servable.version)
-    classification_result(outputs, len(examples), response.result)
-    return response
+    return _run_single_task(servable, request, classification_pb2.ClassificationResponse(),
+                            check_classification_signature, ("classes", "scores"),
+                            classification_result, method_check)
 
 
 def regress(servable: Servable, request, *, method_check: bool = False):
     """Return the RegressionResponse for a RegressionRequest (RunRegress)."""
+    return _run_single_task(servable, request, regression_pb2.RegressionResponse(),
+                            check_regression_signature, ("outputs",), regression_result, method_check)
+
+
+def _run_single_task(servable: Servable, request, response, check_signature, output_names,
+                     fill_result, method_check: bool):
+    """Run a Classify or Regress request: check the signature, run the examples, fill `response`."""
     resolved, signature = _named_signature(servable, request.model_spec.signature_name)
-    check_regression_signature(signature, method_check)
+    check_signature(signature, method_check)
     examples = serialized_examples(request.input)
-    outputs = _run_examples(servable, resolved, examples, ["outputs"])
-    response = regression_pb2.RegressionResponse()
+    outputs = servable.run(resolved, {"inputs": examples})
+    outputs = {key: value for key, value in outputs.items() if key in output_names}
     fill_model_spec(response.model_spec, request.model_spec.name,
                     request.model_spec.signature_name, servable.version)
-    regression_result(outputs, len(examples), response.result)
+    fill_result(outputs, len(examples), response.result)
     return response
 
 
