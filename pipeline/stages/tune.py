@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from pipeline.fitting.tracked_tuner import make_tuner
 from pipeline.stages.data import make_datasets
 from pipeline.stages.tune_results import TuneResult, conclude
 from pipeline.tracking import Run, Tracker
+from serving.common import free_port
 
 PARENT_ENV = "TFPIPE_PARENT_RUN_ID"
 SWEEP_TAG = "sweep.name"
@@ -175,13 +175,6 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
         if not worker:
             tracker.close_run(parent, "FAILED", error)
         raise
-
-
-def free_port() -> int:
-    """Return a loopback TCP port that is free now (for the chief's oracle)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def launch_local_cluster(config: RunConfig, log=print) -> None:

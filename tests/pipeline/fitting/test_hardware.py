@@ -1,6 +1,11 @@
-"""Precision: mixed precision where it pays, and a float32 export whatever the training."""
+"""Precision and distribution: mixed precision where it pays, a float32 export whatever the
+training, and mirroring over several devices giving what one device gives."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -97,3 +102,54 @@ def test_on_gpus_the_batch_fills_the_device_and_the_learning_rate_follows():
     unset = config.model_copy(update={"data": config.data.model_copy(
         update={"gpu_batch_size": None})})
     assert for_accelerators(unset, gpu) is unset
+
+
+MIRRORED_RUN = """
+import json, sys
+import tensorflow as tf
+
+# Two logical CPUs stand in for two GPUs; they must exist before TensorFlow initialises.
+[cpu] = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+class TwoCpuMirrored(tf.distribute.MirroredStrategy):
+    # What MirroredStrategy() does over every GPU, here over the two logical CPUs.
+    def __init__(self, devices=None, **kwargs):
+        super().__init__(devices or ["/cpu:0", "/cpu:1"], **kwargs)
+
+
+tf.distribute.MirroredStrategy = TwoCpuMirrored
+
+from pipeline.config import load_config
+from pipeline.stages import train
+
+results = {}
+for distribution in ("none", "mirrored"):
+    lines = []
+    config = load_config(None, {**json.loads(sys.argv[1]), "train.distribution": distribution})
+    result = train.run(config, log=lines.append)
+    results[distribution] = {"metrics": result.metrics, "log": lines}
+print(json.dumps(results))
+"""
+
+
+def test_mirrored_over_two_devices_trains_as_one_device_does(workdir, image_folder):
+    # Nothing random differs between replicas: no dropout, no batch statistics, float32.
+    # SGD, not Adam: Adam's first steps move each weight by about the learning rate
+    # whatever the gradient's size, so it would amplify the summation-order noise of the
+    # all-reduce into differences that say nothing about the mirroring.
+    # No shuffling: a mirrored run iterates a copy of the pipeline that tf.data distributes,
+    # whose seeded shuffle order from the second epoch on differs from the original's.
+    overrides = tiny_overrides(image_folder, **{
+        "data.shuffle_buffer": 1,
+        "model.optimizer": "sgd", "model.learning_rate": 0.05, "model.batch_norm": False, "model.block_dropout": 0.0, "model.dense_dropout": 0.0,
+        "train.mixed_precision": "off", "train.insights": False, "export.enabled": False})
+    done = subprocess.run([sys.executable, "-c", MIRRORED_RUN, json.dumps(overrides)],
+                          cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert any("TwoCpuMirrored (2 replica(s))" in line for line in results["mirrored"]["log"])
+    one, two = results["none"]["metrics"], results["mirrored"]["metrics"]
+    assert two["test_loss"] == pytest.approx(one["test_loss"], rel=1e-4)
+    assert two["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=1e-6)

@@ -198,3 +198,14 @@ def test_rnn_runs_log_the_gradient_through_time(workdir, image_folder):
     client = client_for(result)
     assert "insights_error" not in client.get_run(result.run_id).data.tags
     assert "insights/gradient_through_time.png" in artifact_paths(client, result.run_id)
+
+
+def test_early_stopping_ends_the_run_before_its_last_epoch(workdir, image_folder):
+    # A learning rate too small to move the weights: validation accuracy never improves
+    # after the first epoch (no batch norm, whose statistics would still move).
+    config = load_config(None, tiny_overrides(image_folder, **{
+        "train.epochs": 10, "train.early_stopping_patience": 2, "train.lr_schedule": "constant",
+        "model.learning_rate": 1e-9, "model.batch_norm": False, "train.insights": False,
+        "export.enabled": False}))
+    result = train.run(config, log=lambda line: None)
+    assert steps(client_for(result), result.run_id, "val_accuracy") == [1, 2, 3]

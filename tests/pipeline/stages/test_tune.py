@@ -123,6 +123,7 @@ def tune_command(config: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", "tune", "--config", str(config), *extra]
 
 
+@pytest.mark.slow  # over a minute on 2 busy cores
 def test_killed_sweep_resumes_same_runs_and_the_trial_from_its_epoch(workdir, image_folder):
     epochs = 25
     config = write_config(workdir, sweep_overrides(image_folder, **{
@@ -162,6 +163,7 @@ def test_killed_sweep_resumes_same_runs_and_the_trial_from_its_epoch(workdir, im
     assert min(resumed) >= 4  # continued after the backed-up epoch, not from epoch 1
 
 
+@pytest.mark.slow  # over a minute on 2 busy cores
 def test_chief_and_two_workers_complete_a_search_together(workdir, image_folder):
     config = write_config(workdir, sweep_overrides(image_folder, **{
         "tune.max_trials": 6, "tune.epochs": 3}))
