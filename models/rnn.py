@@ -104,9 +104,9 @@ DEFAULTS = keyword_defaults(build)
 
 
 def search_space(hp, input_spec: InputSpec, num_classes: int, **fixed) -> keras.Model:
-    """Return a model sampled from `hp`; a fresh HyperParameters() gives `build`'s defaults.
+    """Return a recurrent model sampled from `hp`; fresh HyperParameters() give the defaults.
 
-    `fixed` passes `build` keywords this space does not sample (e.g. `pooling`).
+    `fixed` carries the `build` keywords the space leaves alone (`cell_activation`, ...).
     """
     d = DEFAULTS
     sampled = dict(
