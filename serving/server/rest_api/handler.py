@@ -122,10 +122,12 @@ class RestHandler:
                 f"Both model version ({version}) and model version label ({label}) cannot be supplied."
             )
         if version is not None:
-            if int(version) > _MAX_INT64:
+            # absl::SimpleAtoi into int64; the length test keeps int() from Python's digit cap.
+            digits = version.lstrip("0") or "0"
+            if len(digits) > len(str(_MAX_INT64)) or int(digits) > _MAX_INT64:
                 raise _PathInfoError(grpc.StatusCode.INVALID_ARGUMENT,
                                      f"Failed to convert version: {version} to numeric.")
-            spec.version.value = int(version)
+            spec.version.value = int(digits)
         if label is not None:
             spec.version_label = label
         return spec
