@@ -269,6 +269,10 @@ class ModelManager:
         self._publish(name, versions)
         self.options.retire(servable)
         self._record(name, version, State.END, None)
+        if name in self._models:
+            # An unloaded version may be aspired again (the newer one's folder deleted under
+            # `latest N`); only versions that failed to load stay attempted, as in TF Serving.
+            self._models[name].attempted.discard(version)
         log.info("Unloaded servable version {name: %s version: %d}", name, version)
 
     def _remove_model(self, name: str) -> None:
