@@ -39,6 +39,8 @@ _VALUE_FIELDS = [field for field in tensor_pb2.TensorProto.DESCRIPTOR.fields if 
 
 # TensorFlow's own limit on the rank of a tensor (TensorShape::MaxDimensions()).
 MAX_RANK = 254
+# numpy's (NPY_MAXDIMS): tensors of rank 65 to 254 are refused as unparsable, not crashed on.
+MAX_ARRAY_RANK = min(MAX_RANK, 64)
 _MAX_ELEMENTS = 2**63 - 1
 # The most bytes a request tensor may grow to by repeating its last value (or zeros) to fill
 # its shape. TensorFlow allows any size; a bound keeps a tiny proto claiming a huge shape from
@@ -92,7 +94,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     shape; any other mismatch raises TensorParsingError.
     """
     shape = shape_list(proto.tensor_shape)
-    if shape is None or any(size < 0 for size in shape) or len(shape) > MAX_RANK:
+    if shape is None or any(size < 0 for size in shape) or len(shape) > MAX_ARRAY_RANK:
         raise TensorParsingError(alias)
     num_elements = math.prod(shape)
     if num_elements > _MAX_ELEMENTS:  # TensorShape's overflow check

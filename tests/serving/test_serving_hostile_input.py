@@ -108,3 +108,29 @@ def test_rank_0_string_output_is_written_as_b64_in_columnar_responses(tmp_path):
     outputs = servable.run("serving_default", {"text": np.array(b"\x00hi\x00", dtype=object)})
     body = json_responses.predict_response(outputs, row_format=False)
     assert body == b'{\n    "outputs": {\n        "b64": "AGhpAA=="\n    }\n}'
+
+
+def test_tensors_deeper_than_numpy_holds_are_invalid_argument_not_faults():
+    from serving.server.rest_api.json_values import json_to_array
+
+    with pytest.raises(ServingError, match="nests lists deeper than 64 levels") as raised:
+        json_to_array(json_reader.parse(b"[" * 65 + b"1.0" + b"]" * 65), types_pb2.DT_FLOAT)
+    assert raised.value.code_name == "INVALID_ARGUMENT"
+    with pytest.raises(codec.TensorParsingError):
+        codec.to_ndarray(_tensor(types_pb2.DT_FLOAT, [1] * 65, float_val=[1.0]), "x")
+
+
+def test_examples_signature_name_that_is_not_utf8_is_no_signature(model_store):
+    manager = ModelManager(ManagerOptions(file_system_poll_wait_seconds=0.05))
+    from serving.server.management import config as config_lib
+
+    manager.reload(config_lib.parse_config_text(
+        f'model_config_list {{ config {{ name: "hpt" base_path: "{model_store["hpt_v1"].parent}" '
+        'model_platform: "tensorflow" } }'))
+    try:
+        result = RestHandler(manager).process(
+            "POST", "/v1/models/hpt:regress", b'{"signature_name": "\xe2x", "examples": [{"x": 1.0}]}')
+        assert (result.status, result.code) == (400, "INVALID_ARGUMENT")
+        assert b"No signature was found with the name: " in result.body
+    finally:
+        manager.stop()

@@ -160,8 +160,12 @@ class RestHandler:
         request_class, run, respond = _EXAMPLE_APIS[verb]
         signature_name, model_input = json_requests.parse_examples(body)
         request = request_class(model_spec=spec, input=model_input)
-        request.model_spec.signature_name = signature_name
-        response = run(self.manager.resolve(spec), request, method_check=self.method_check)
+        servable = self.manager.resolve(spec)
+        try:
+            request.model_spec.signature_name = signature_name
+        except UnicodeEncodeError:  # bytes that are not UTF-8 name no signature (keys are UTF-8)
+            raise errors.invalid_argument(f"No signature was found with the name: {signature_name}") from None
+        response = run(servable, request, method_check=self.method_check)
         return respond(response.result)
 
     def _metadata(self, spec: model_pb2.ModelSpec) -> bytes:
