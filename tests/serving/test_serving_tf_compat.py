@@ -86,7 +86,7 @@ def test_nested_documents_parse_like_rapidjson_up_to_1024_levels(server):
     status, _, body = call(server, "POST", "/v1/models/half_plus_two:predict",
                            b'{"instances": [[1.0]], "nested": ' + b"[" * 500_000 + b"]" * 500_000 + b"}")
     assert (status, json.loads(body)) == (
-        400, {"error": "JSON Parse error: Nesting deeper than 1024 levels. at offset: 1052"})
+        400, {"error": "JSON Parse error: Nesting deeper than 1024 levels. at offset: 1056"})
 
 
 @pytest.mark.parametrize("body, error", [
