@@ -29,6 +29,7 @@ GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 IMAGE ?=
 COUNT ?= 5
+RELOADS ?= 50
 PYTEST_ARGS ?=
 # TensorFlow's C++ INFO and WARNING lines off (not the few it prints while importing); 0 shows them.
 TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -47,7 +48,7 @@ PREDICT_INPUT := $(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 
 .PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
-	bench-train bench-serve bench-tune test test-full lint clean
+	bench-train bench-serve bench-soak bench-tune test test-full lint clean
 
 help: ## Show the targets and the variables they read
 	@echo "Usage: make <target> [CONFIG=... EPOCHS=... BATCH_SIZE=... NAME=... SET='a.b=1 c.d=2']"
@@ -110,6 +111,9 @@ bench-tune: data ## Resident memory across 20 small trials of one sweep (no grow
 
 bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in-process SavedModel call
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench --output-dir bench/results
+
+bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
+	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
 
 test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
 	$(PY) -m pytest $(PYTEST_ARGS)

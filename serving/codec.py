@@ -35,10 +35,17 @@ _VALUE_FIELD = {
 # The dtypes whose numpy values map straight onto the field above (half and complex need
 # bit or pair packing, so they take tf.make_tensor_proto/make_ndarray instead).
 _FAST_DTYPES = frozenset(_VALUE_FIELD)
+_VALUE_FIELDS = [field for field in tensor_pb2.TensorProto.DESCRIPTOR.fields if field.name.endswith("_val")]
 
 # TensorFlow's own limit on the rank of a tensor (TensorShape::MaxDimensions()).
 MAX_RANK = 254
+# numpy's (NPY_MAXDIMS): tensors of rank 65 to 254 are refused as unparsable, not crashed on.
+MAX_ARRAY_RANK = min(MAX_RANK, 64)
 _MAX_ELEMENTS = 2**63 - 1
+# The most bytes a request tensor may grow to by repeating its last value (or zeros) to fill
+# its shape. TensorFlow allows any size; a bound keeps a tiny proto claiming a huge shape from
+# costing more memory than a request should. Tensors whose values are all given are unbounded.
+MAX_FILLED_BYTES = 256 * 1024 * 1024
 
 
 class TensorParsingError(ValueError):
@@ -87,17 +94,17 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     shape; any other mismatch raises TensorParsingError.
     """
     shape = shape_list(proto.tensor_shape)
-    if shape is None or any(size < 0 for size in shape) or len(shape) > MAX_RANK:
+    if shape is None or any(size < 0 for size in shape) or len(shape) > MAX_ARRAY_RANK:
         raise TensorParsingError(alias)
-    if proto.dtype not in _FAST_DTYPES:
-        return _slow_to_ndarray(proto, alias)
     num_elements = math.prod(shape)
     if num_elements > _MAX_ELEMENTS:  # TensorShape's overflow check
         raise TensorParsingError(alias)
+    if not _backed_by_request(proto, num_elements):
+        raise TensorParsingError(alias)
+    if proto.dtype not in _FAST_DTYPES:
+        return _slow_to_ndarray(proto, alias)
     if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
         values = np.frombuffer(proto.tensor_content, dtype=numpy_dtype(proto.dtype))
-        if values.size != num_elements:
-            raise TensorParsingError(alias)
         return values.reshape(shape)
     field = getattr(proto, _VALUE_FIELD[proto.dtype])
     if proto.dtype == types_pb2.DT_STRING:
@@ -106,6 +113,31 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     else:
         values = np.array(field, dtype=numpy_dtype(proto.dtype))
     return _fill_to_shape(values, shape, num_elements)
+
+
+def _item_size(dtype: int) -> int:
+    """Return the bytes one element of `dtype` takes in memory (a pointer for strings)."""
+    try:
+        return numpy_dtype(dtype).itemsize
+    except Exception:  # resource, variant, ...: no numpy dtype
+        return 8
+
+
+def _backed_by_request(proto: tensor_pb2.TensorProto, num_elements: int) -> bool:
+    """Return whether building the tensor costs no more than the proto's own bytes allow.
+
+    `tensor_content` must hold exactly the elements of the shape (Tensor::FromProto's
+    Decode); typed values may be repeated to fill the shape, up to MAX_FILLED_BYTES.
+    Checked before anything is allocated from the shape.
+    """
+    item_size = _item_size(proto.dtype)
+    if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
+        return len(proto.tensor_content) == num_elements * item_size
+    if proto.dtype in _VALUE_FIELD:
+        given = len(getattr(proto, _VALUE_FIELD[proto.dtype]))
+    else:
+        given = max(len(getattr(proto, field.name)) for field in _VALUE_FIELDS)
+    return given >= num_elements or num_elements * item_size <= MAX_FILLED_BYTES
 
 
 def _fill_to_shape(values: np.ndarray, shape: list[int], count: int) -> np.ndarray:

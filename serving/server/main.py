@@ -92,6 +92,7 @@ class ModelServer:
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
             prepare=self._prepare,
             retire=self._retire,
+            release=self._release,
             on_load=self._on_load,
         )
 
@@ -121,6 +122,15 @@ class ModelServer:
     def _retire(self, servable) -> None:
         if self.scheduler is not None:
             self.scheduler.detach(servable)
+
+    @staticmethod
+    def _release() -> None:
+        # _on_load's gc.freeze() put the unloaded version's objects where no collection
+        # looks; its graphs and functions hold reference cycles, so without this each hot
+        # reload kept ~5 MiB for good. One full collection per unload (~100 ms).
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
     def _on_load(self, name, version, path, error, seconds) -> None:
         self.metrics.count("load_attempts", (path, "success" if error is None else "fail"))

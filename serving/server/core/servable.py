@@ -59,7 +59,17 @@ class Servable:
             results = function._call_flat(arguments, function.captured_inputs)
         except Exception as error:
             raise errors.from_exception(error) from None
-        return {key: value.numpy() for key, value in results.items()}
+        return {key: _to_numpy(value) for key, value in results.items()}
+
+
+def _to_numpy(tensor: tf.Tensor) -> np.ndarray:
+    """Return a tensor's value as an array; strings always as an object array of bytes.
+
+    A rank-0 string's .numpy() is a bare `bytes`, which numpy would later turn into a
+    fixed-width (NUL-stripping) 'S' array that neither front can write.
+    """
+    value = tensor.numpy()
+    return np.asarray(value, dtype=object) if tensor.dtype == tf.string else value
 
 
 def onednn_enabled() -> bool:

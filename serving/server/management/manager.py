@@ -45,6 +45,8 @@ class ManagerOptions:
     prepare: Callable[[Servable], None] = lambda servable: None
     # Called on each servable once it stops serving.
     retire: Callable[[Servable], None] = lambda servable: None
+    # Called after an unload, once the manager holds no reference to the servable (free it).
+    release: Callable[[], None] = lambda: None
     # Called after every load attempt with (servable name, version, path, error or None, seconds).
     on_load: Callable = lambda name, version, path, error, seconds: None
 
@@ -230,13 +232,17 @@ class ModelManager:
         self._unload_unaspired(name, set(wanted))
 
     def _unload_unaspired(self, name: str, wanted: set[int]) -> None:
-        while True:
-            loaded = self._serving.get(name, {})
-            unaspired = sorted(version for version in loaded if version not in wanted)
-            aspired_serving = any(version in wanted for version in loaded)
-            if not unaspired or not (not wanted or aspired_serving or len(unaspired) > 1):
-                return
-            self._unload(name, unaspired[0])
+        while (version := self._next_to_unload(name, wanted)) is not None:
+            self._unload(name, version)
+
+    def _next_to_unload(self, name: str, wanted: set[int]) -> int | None:
+        """Return the oldest unaspired version that can go (a number: no frame holds it)."""
+        loaded = self._serving.get(name, {})
+        unaspired = sorted(version for version in loaded if version not in wanted)
+        aspired_serving = any(version in wanted for version in loaded)
+        if not unaspired or not (not wanted or aspired_serving or len(unaspired) > 1):
+            return None
+        return unaspired[0]
 
     def _load(self, name: str, version: int, path: str) -> None:
         self._record(name, version, State.LOADING, None)
@@ -268,7 +274,13 @@ class ModelManager:
         self._record(name, version, State.UNLOADING, None)
         self._publish(name, versions)
         self.options.retire(servable)
+        del servable, versions
         self._record(name, version, State.END, None)
+        if name in self._models:
+            # An unloaded version may be aspired again (the newer one's folder deleted under
+            # `latest N`); only versions that failed to load stay attempted, as in TF Serving.
+            self._models[name].attempted.discard(version)
+        self.options.release()
         log.info("Unloaded servable version {name: %s version: %d}", name, version)
 
     def _remove_model(self, name: str) -> None:

@@ -122,10 +122,12 @@ class RestHandler:
                 f"Both model version ({version}) and model version label ({label}) cannot be supplied."
             )
         if version is not None:
-            if int(version) > _MAX_INT64:
+            # absl::SimpleAtoi into int64; the length test keeps int() from Python's digit cap.
+            digits = version.lstrip("0") or "0"
+            if len(digits) > len(str(_MAX_INT64)) or int(digits) > _MAX_INT64:
                 raise _PathInfoError(grpc.StatusCode.INVALID_ARGUMENT,
                                      f"Failed to convert version: {version} to numeric.")
-            spec.version.value = int(version)
+            spec.version.value = int(digits)
         if label is not None:
             spec.version_label = label
         return spec
@@ -158,8 +160,12 @@ class RestHandler:
         request_class, run, respond = _EXAMPLE_APIS[verb]
         signature_name, model_input = json_requests.parse_examples(body)
         request = request_class(model_spec=spec, input=model_input)
-        request.model_spec.signature_name = signature_name
-        response = run(self.manager.resolve(spec), request, method_check=self.method_check)
+        servable = self.manager.resolve(spec)
+        try:
+            request.model_spec.signature_name = signature_name
+        except UnicodeEncodeError:  # bytes that are not UTF-8 name no signature (keys are UTF-8)
+            raise errors.invalid_argument(f"No signature was found with the name: {signature_name}") from None
+        response = run(servable, request, method_check=self.method_check)
         return respond(response.result)
 
     def _metadata(self, spec: model_pb2.ModelSpec) -> bytes:

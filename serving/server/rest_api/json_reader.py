@@ -4,11 +4,19 @@ TF Serving parses REST bodies with kParseIterativeFlag | kParseNanAndInfFlag |
 kParseStopWhenDoneFlag (util/json_tensor.cc: ParseJson). orjson takes the common, strict
 documents; this reader takes the rest with the same results RapidJSON gives:
 
-- any nesting depth (the iterative parser keeps its stack on the heap, not in recursion);
+- nesting up to MAX_DEPTH levels, refused while parsing past that (see below);
 - NaN, Inf, Infinity, -Inf, -Infinity; bytes that are not UTF-8 pass through unchanged;
 - anything after the first complete value is ignored, and a NUL byte ends the input;
 - malformed text fails with GetParseError_En's message and RapidJSON's byte offset, which
   depends on the parser state (reader.h: IterativeParse, HandleError, ParseNumber).
+
+RapidJSON's iterative parser itself has no depth limit (its stack grows on the heap), but no
+request nested deeper than a tensor's 254 dimensions plus its wrappers can succeed, and a
+Python list per level costs far more than RapidJSON's 16-byte value. So the reader stops at
+the first bracket past MAX_DEPTH, orjson's own limit, before building anything deeper: a
+2 MB body of brackets costs microseconds, not seconds and hundreds of MiB. Numbers are
+never converted from more digits than RapidJSON reads (it gives up past ~309), so a
+thousands-digit number is RapidJSON's 'Number too big' error, not Python's digit limit.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ _ESCAPES = {ord('"'): b'"', ord("\\"): b"\\", ord("/"): b"/", ord("b"): b"\b",
             ord("f"): b"\f", ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t"}
 _LITERALS = {ord("t"): (b"true", True), ord("f"): (b"false", False), ord("n"): (b"null", None)}
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+# Deepest nesting accepted: orjson's limit, so both parsers accept the same documents.
+MAX_DEPTH = 1024
+# Digits past which an integer part overflows RapidJSON's double accumulator (> 1.8e308).
+_MAX_DOUBLE_DIGITS = 309
 
 # Parser states, named after RapidJSON's IterativeParsingState.
 _OBJECT_INITIAL, _MEMBER_KEY, _KEY_VALUE_DELIMITER, _MEMBER_VALUE, _MEMBER_DELIMITER = range(5)
@@ -121,6 +133,8 @@ def _add_values(frame: _Frame, stack: list[_Frame], text: bytes, pos: int) -> in
             frame.container.extend(json.loads(b"[" + run.group() + b"]"))
             frame.state = _ELEMENT
             return run.end()
+    if len(stack) >= MAX_DEPTH and text[pos] in b"[{":
+        raise _error(f"Nesting deeper than {MAX_DEPTH} levels.", pos)
     value, pos = _value(text, pos)
     frame.add(value.container if isinstance(value, _Frame) else value)
     if isinstance(value, _Frame):
@@ -205,11 +219,14 @@ def _number(text: bytes, pos: int):
     whole, fraction, exponent = match.groups()
     end = match.end()
     _check_tail(text, end, fraction is None and exponent is None, exponent is None)
+    digits = whole.lstrip(b"-")
+    if len(digits) > _MAX_DOUBLE_DIGITS:  # checked before int(): Python caps its digits too
+        raise _error("Number too big to be stored in double.", pos)
     if fraction is None and exponent is None:
         value = int(whole)
         if _INT64_MIN <= value <= _UINT64_MAX:
             return value, end
-        digits = whole.lstrip(b"-")  # past 64 bits RapidJSON accumulates a double
+        # past 64 bits RapidJSON accumulates a double
         if len(digits) > 1 and int(digits[:-1]) >= 1.7976931348623157e307:
             raise _error("Number too big to be stored in double.", pos)
     else:
@@ -220,7 +237,8 @@ def _number(text: bytes, pos: int):
 def _check_exponent(fraction: bytes | None, exponent: bytes | None, start: int) -> None:
     """Raise RapidJSON's error for a positive exponent past 308 plus the fraction digits."""
     if exponent is not None and exponent[1:2] != b"-":
-        if int(exponent[1:]) > 308 + len(fraction or b".") - 1:
+        magnitude = exponent[1:].lstrip(b"+").lstrip(b"0") or b"0"
+        if len(magnitude) > 9 or int(magnitude) > 308 + len(fraction or b".") - 1:
             raise _error("Number too big to be stored in double.", start)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 from tensorflow.core.framework import types_pb2
 
-from serving.codec import MAX_RANK, dtype_name, numpy_dtype
+from serving.codec import MAX_ARRAY_RANK, dtype_name, numpy_dtype
 from serving.server.core import errors
 from serving.server.rest_api import json_reader
 from serving.server.rest_api.json_writer import debug_string
@@ -135,8 +135,8 @@ def dense_shape(value) -> list[int]:
     shape = []
     while isinstance(value, list):
         shape.append(len(value))
-        if len(shape) > MAX_RANK:
-            raise errors.invalid_argument(f"JSON value nests lists deeper than {MAX_RANK} levels")
+        if len(shape) > MAX_ARRAY_RANK:
+            raise errors.invalid_argument(f"JSON value nests lists deeper than {MAX_ARRAY_RANK} levels")
         if not value:
             break
         value = value[0]

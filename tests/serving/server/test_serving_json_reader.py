@@ -69,13 +69,18 @@ def test_values_are_typed_as_rapidjson_types_them():
     assert parsed["s"].encode("utf-8", "surrogateescape") == b"\xff\xed\xb0\x80\xc3\xa9"
 
 
-def test_deep_nesting_parses_iteratively():
-    deep = b'{"instances": [1], "nested": ' + b"[" * 500_000 + b"]" * 500_000 + b"}"
+def test_deep_nesting_parses_iteratively_up_to_the_depth_limit():
+    depth = json_reader.MAX_DEPTH - 1
+    deep = b'{"instances": [1], "nested": ' + b"[" * depth + b"]" * depth + b"}"
     assert parse_document(deep)["instances"] == [1]
-    malformed = b'{"signature_name": ' + b"[" * 500_000 + b"]" * 500_000 + b"}"
+    malformed = b'{"signature_name": ' + b"[" * depth + b"]" * depth + b"}"
     infos = {"x": meta_graph_pb2.TensorInfo(dtype=types_pb2.DT_INT32)}
     with pytest.raises(ServingError, match="'signature_name' key must be a string value"):
         json_requests.parse_predict(malformed, lambda signature: infos)
+    # RapidJSON would read on; no request can use such a document, so it is refused early.
+    deeper = b'{"instances": [1], "nested": ' + b"[" * 500_000 + b"]" * 500_000 + b"}"
+    with pytest.raises(ServingError, match="Nesting deeper than 1024 levels. at offset: 1052"):
+        parse_document(deeper)
 
 
 @pytest.mark.parametrize("value, text", [

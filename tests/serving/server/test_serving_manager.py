@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
 import pytest
 from tensorflow_serving.apis import model_pb2
 
@@ -183,3 +186,52 @@ def test_warmup_replays_records_and_a_failing_record_fails_the_load(model_store,
         assert manager.resolve(spec("demo")).version == 1
     finally:
         manager.stop()
+
+
+def test_deleted_serving_version_unloads_and_the_now_latest_loads_again(model_store, tmp_path):
+    base = tmp_path / "hpt"
+    base.mkdir()
+    copy_version(model_store["hpt_v1"], base, 1)
+    manager = manager_for("model_config_list { " + entry("hpt", base) + "}")
+    x = {"x": np.array([[1.0]], np.float32)}
+    try:
+        copy_version(model_store["hpt_v1"], base, 2)
+        for _ in range(20):
+            manager.poll()
+        assert states(manager, "hpt") == {2: "AVAILABLE", 1: "END"}
+        shutil.rmtree(base / "2")
+        served = []
+        for _ in range(20):  # every poll, a request to the latest version must succeed
+            manager.poll()
+            servable = manager.resolve(spec("hpt"))
+            assert servable.run("serving_default", x)["y"].tolist() == [[2.5]]
+            served.append(servable.version)
+        assert states(manager, "hpt") == {2: "END", 1: "AVAILABLE"}
+        assert served[-1] == 1 and served[0] in (1, 2)
+    finally:
+        manager.stop()
+
+
+def test_an_unloaded_version_is_freed_although_loads_freeze_the_heap(model_store, tmp_path):
+    import gc
+    import weakref
+
+    from serving.server.main import ModelServer
+    from serving.server.options import ServerOptions
+
+    base = tmp_path / "hpt"
+    base.mkdir()
+    copy_version(model_store["hpt_v1"], base, 1)
+    server = ModelServer(ServerOptions(file_system_poll_wait_seconds=0.05, max_num_load_retries=0))
+    manager = ModelManager(server._manager_options())  # the hooks the server process uses
+    try:
+        manager.reload(config_lib.parse_config_text("model_config_list { " + entry("hpt", base) + "}"))
+        first = weakref.ref(manager.resolve(spec("hpt")).loaded)
+        copy_version(model_store["hpt_v1"], base, 2)
+        for _ in range(20):
+            manager.poll()
+        assert states(manager, "hpt") == {2: "AVAILABLE", 1: "END"}
+        assert first() is None  # frozen cycles would keep every old version for good
+    finally:
+        manager.stop()
+        gc.unfreeze()
