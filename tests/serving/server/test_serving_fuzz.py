@@ -1,6 +1,6 @@
 """Fuzzing a running server with hostile input: no 5xx, no UNKNOWN/INTERNAL, no growth.
 
-A seeded generator (tests/serving/fuzz_inputs.py) throws malformed and deeply nested JSON,
+A seeded generator (tests/serving/server/fuzz_inputs.py) throws malformed and deeply nested JSON,
 huge numbers, random paths and TensorProtos whose dtype, shape and bytes disagree at one
 `python -m serving` process for FUZZ_SECONDS (default 20). TF Serving answers all of these
 with client errors; its own UNIMPLEMENTED (501, e.g. a JSON value of a type it cannot
@@ -20,7 +20,7 @@ import pytest
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.serving import fuzz_inputs
+from tests.serving.server import fuzz_inputs
 
 FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "20"))
 SEED = int(os.environ.get("FUZZ_SEED", "17"))
