@@ -160,7 +160,7 @@ def set_jit_compile(model: keras.Model, setting: str) -> bool:
     """Apply train.jit_compile to a compiled model; return whether XLA compiles its steps.
 
     `auto` keeps Keras' choice: XLA on GPUs, not on CPU-only hosts, where XLA's CPU
-    convolutions made the default CNN's step ~6x slower than TensorFlow's oneDNN kernels
+    convolutions made the default CNN's step 2.5x slower than TensorFlow's oneDNN kernels
     (see `make bench-train`).
     """
     if setting != "auto":
