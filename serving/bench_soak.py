@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,17 +22,8 @@ import time
 from pathlib import Path
 
 from serving.client import GrpcClient, RestClient
-from serving.common import free_port
+from serving.common import cpu_description, free_port
 from serving.demo_model import export_demo_model, sample_pixels
-
-
-def host() -> dict:
-    """Return the CPU model, core count and vector extensions of this machine."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
-    flags = set((re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M) or re.match("()", "")).group(1).split())
-    return {"cpu": model.group(1) if model else "unknown", "cores": os.cpu_count(),
-            "avx2": "avx2" in flags, "avx512f": "avx512f" in flags}
 
 
 def resident_mib(pid: int) -> float:
@@ -139,7 +129,7 @@ def run(args) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     tail = rss[-10:]
-    return {"host": host(), "reloads": args.reloads, "clients": args.clients,
+    return {"host": cpu_description(), "reloads": args.reloads, "clients": args.clients,
             "requests_ok": load.ok, "requests_failed": load.failed, "errors": load.errors,
             "rss_mib": rss, "last_ten_spread_mib": round(max(tail) - min(tail), 1),
             "plateau_mib": args.plateau_mib, "reload_seconds_p50": round(sorted(seconds)[len(seconds) // 2], 2)}
@@ -150,7 +140,7 @@ def markdown(results: dict) -> str:
     verdict = "yes" if results["last_ten_spread_mib"] <= results["plateau_mib"] else "NO"
     return "\n".join([
         f"# Soak: {results['reloads']} hot reloads under load ({results['clients']} clients)", "",
-        f"Host: {machine['cpu']}, {machine['cores']} cores, avx2={machine['avx2']}, avx512f={machine['avx512f']}", "",
+        f"Host: {machine['cpu_model']}, {machine['cores']} cores, {machine['instruction_sets']}", "",
         "| requests ok | failed | RSS first / last reload (MiB) | last ten spread (MiB) | plateau | reload p50 (s) |",
         "|---|---|---|---|---|---|",
         f"| {results['requests_ok']} | {results['requests_failed']} | {results['rss_mib'][0]} / "
@@ -169,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reloads < 10:
         parser.error("--reloads must be at least 10 (the plateau is judged on the last ten)")
-    machine = host()
-    print(f"host: {machine['cpu']}, {machine['cores']} cores, avx2={machine['avx2']}, avx512f={machine['avx512f']}")
+    machine = cpu_description()
+    print(f"host: {machine['cpu_model']}, {machine['cores']} cores, {machine['instruction_sets']}")
     results = run(args)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)

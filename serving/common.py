@@ -2,13 +2,18 @@
 
 - `list_versions`: a model's version folders, the integer-named children of its base
   path, found as TF Serving finds them (the server's source, launch, export and bench);
-- `free_port`: a free TCP port on the loopback interface (bench, tests).
+- `free_port`: a free TCP port on the loopback interface (bench, tests);
+- `cpu_description`: the CPU model, cores and vector instruction sets every benchmark prints
+  with its figures (serving's benchmarks and the pipeline's).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
+
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 def list_versions(base_path: str | os.PathLike) -> dict[int, str]:
@@ -30,3 +35,23 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def cpu_description() -> dict[str, object]:
+    """Return {"cpu_model", "cores", "instruction_sets"} of this machine from /proc/cpuinfo.
+
+    `instruction_sets` lists the vector extensions speed depends on (AVX2, AVX-512,
+    bfloat16, AMX), space-separated; "none" when there are none or no /proc/cpuinfo.
+    """
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu_model": model, "cores": os.cpu_count(),
+            "instruction_sets": " ".join(flag for flag in VECTOR_FLAGS if flag in flags) or "none"}

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from pipeline.config import RunConfig, TrainConfig
+from serving.common import cpu_description
 
 BFLOAT16_MIN_SPEEDUP = 1.1  # below this, bfloat16's rounding is not worth it
 
@@ -202,25 +203,13 @@ def serving_copy(model: keras.Model, rebuild) -> keras.Model:
 
 
 def host_description() -> dict[str, object]:
-    """Return the CPU model, core count, vector instruction sets and GPUs of this host.
+    """Return the CPU model, core count, vector instruction sets, GPUs and precision here.
 
     Every speed figure depends on these (the default CNN trains ~3x faster per epoch on a
     CPU with AVX512-BF16 than on one with AVX2 alone), so benchmarks print them with it.
     """
-    model, flags = "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
     gpus = [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
-    return {"cpu_model": model, "cores": os.cpu_count(),
-            "instruction_sets": " ".join(flag for flag in wanted if flag in flags) or "none",
-            "gpus": gpus, "precision": keras.mixed_precision.global_policy().name,
+    return {**cpu_description(), "gpus": gpus,
+            "precision": keras.mixed_precision.global_policy().name,
             "tensorflow": tf.__version__,
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}

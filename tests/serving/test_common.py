@@ -22,3 +22,12 @@ def test_free_port_can_be_bound():
     port = free_port()
     with socket.socket() as server:
         server.bind(("127.0.0.1", port))
+
+
+def test_cpu_description_names_the_model_cores_and_vector_units():
+    from serving.common import VECTOR_FLAGS, cpu_description
+
+    described = cpu_description()
+    assert described["cores"] >= 1 and described["cpu_model"]
+    sets = described["instruction_sets"].split()
+    assert sets == ["none"] or set(sets) <= set(VECTOR_FLAGS)
