@@ -25,6 +25,7 @@ import numpy as np
 import typer
 
 from models import get_family
+from pipeline.bench.train import as_arrays
 from pipeline.config import RunConfig, load_config, parse_override
 from pipeline.fitting.hardware import configured, host_description
 from pipeline.stages import train
@@ -68,11 +69,6 @@ def first_reaching(epochs: list[dict[str, float]], threshold: float) -> dict | N
     return next((row for row in epochs if row["test_accuracy"] >= threshold), None)
 
 
-def _arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = zip(*dataset.as_numpy_iterator())
-    return np.stack(images), np.asarray(labels)
-
-
 def pipeline_path(config: RunConfig, test: tuple[np.ndarray, np.ndarray],
                   scratch: Path) -> dict:
     """Run the training stage end to end into `scratch`; return its epochs and totals."""
@@ -95,8 +91,8 @@ def pipeline_path(config: RunConfig, test: tuple[np.ndarray, np.ndarray],
 
 def bare_keras_path(config: RunConfig, data, test: tuple[np.ndarray, np.ndarray]) -> dict:
     """Fit the same network on NumPy arrays with plain `model.fit`; return its epochs."""
-    x_train, y_train = _arrays(data.unbatched["train"])
-    validation = _arrays(data.unbatched["validation"])
+    x_train, y_train = as_arrays(data.unbatched["train"])
+    validation = as_arrays(data.unbatched["validation"])
     with configured(config.train, config.seed):
         model = get_family(config.model.family).build(data.input_spec, data.num_classes,
                                                       **config.model.params)
@@ -115,7 +111,7 @@ def run(config: RunConfig, baseline: bool = True) -> dict:
     with configured(config.train, config.seed) as hardware:
         host = {**host_description(), "precision": hardware.describe()}
     data = make_datasets(config.data, config.seed)
-    test = _arrays(data.unbatched["test"])
+    test = as_arrays(data.unbatched["test"])
     paths = {}
     with scratch_dir() as scratch:
         paths["pipeline"] = pipeline_path(config, test, scratch)

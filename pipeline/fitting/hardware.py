@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -51,11 +50,8 @@ def _gpu_precision(gpus: list) -> str | None:
 
 def _cpu_has_bfloat16() -> bool:
     """Return whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    instruction_sets = str(cpu_description()["instruction_sets"]).split()
+    return "avx512_bf16" in instruction_sets or "amx_bf16" in instruction_sets
 
 
 @functools.cache
@@ -105,11 +101,6 @@ def precision_choice(setting: str, gpus: list) -> tuple[str | None, str]:
     if speedup >= BFLOAT16_MIN_SPEEDUP:
         return "bfloat16", f"auto: bfloat16 measured {speedup:.2f}x float32 on this CPU"
     return None, f"auto: bfloat16 measured only {speedup:.2f}x float32 on this CPU"
-
-
-def precision_for(setting: str, gpus: list) -> str | None:
-    """Return "float16", "bfloat16" or None (float32) for train.mixed_precision."""
-    return precision_choice(setting, gpus)[0]
 
 
 def configure(config: TrainConfig, seed: int) -> Hardware:

@@ -14,16 +14,16 @@ import tensorflow as tf
 
 from models import InputSpec, get_family
 from pipeline.config import load_config
-from pipeline.fitting.hardware import configure, precision_for, serving_copy
+from pipeline.fitting.hardware import configure, precision_choice, serving_copy
 from pipeline.stages import train
 from pipeline.stages.data import make_datasets
 from tests.conftest import tiny_overrides
 
 
 def test_explicit_settings_win_and_off_means_float32():
-    assert precision_for("off", []) is None
-    assert precision_for("bfloat16", []) == "bfloat16"
-    assert precision_for("float16", []) == "float16"
+    assert precision_choice("off", [])[0] is None
+    assert precision_choice("bfloat16", [])[0] == "bfloat16"
+    assert precision_choice("float16", [])[0] == "float16"
 
 
 def test_mixed_model_is_served_by_a_float32_copy_with_the_same_weights():
