@@ -100,7 +100,7 @@ mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:500
 
 bench: bench-train bench-serve bench-tune ## Run every benchmark (JSON and Markdown under bench/results/)
 
-bench-train: data ## Time to 0.90/0.92/0.93 test accuracy vs bare Keras, speed choices (XLA, oneDNN, threads, batch, precision), throughput (~30 min)
+bench-train: data ## Time to 0.90/0.92/0.93 test accuracy vs bare Keras, speed choices (XLA, oneDNN, threads, batch, precision), throughput (~40 min on 2 AVX2 cores)
 	$(PY) -m pipeline.bench.accuracy --config $(CONFIG) $(OVERRIDES)
 	$(PY) -m pipeline.bench.choices --config $(CONFIG) $(OVERRIDES) \
 	  $(if $(filter configs/fashion_cnn.yaml,$(CONFIG)),--compare configs/fashion_cnn_large.yaml)
