@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,8 +69,11 @@ def _fail(error: BaseException, code: int) -> NoReturn:
 
 def _terminate_as_interrupt() -> None:
     # SIGTERM (kill, a CI timeout, a scheduler) ends the run like Ctrl-C: marked KILLED in
-    # MLflow with its last epoch backed up, so the same command resumes it.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # MLflow with its last epoch backed up, so the same command resumes it. Neither lands
+    # inside an MLflow write (pipeline.interrupts).
+    from pipeline import interrupts
+
+    interrupts.install()
 
 
 @app.command()

@@ -23,6 +23,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from pipeline.interrupts import ShieldedCalls
+
 DEFAULT_STORE = Path("mlruns")
 PARENT_TAG = "mlflow.parentRunId"
 _BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch request
@@ -136,7 +138,9 @@ class Tracker:
     def __init__(self, tracking_uri: str | None, experiment: str):
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        # Every MLflow call finishes before Ctrl-C/SIGTERM is raised (see interrupts).
+        self.client = ShieldedCalls(
+            MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri))
         self.experiment_id = self._experiment_id(experiment)
 
     def _experiment_id(self, name: str) -> str:
