@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from pipeline.config.sections import ConfigError, RunConfig, describe_validation_error
 
-
 # What `make` and `python -m pipeline` use when no config is named: one default, not two.
 DEFAULT_CONFIG = Path("configs/fashion_cnn.yaml")
 
