@@ -191,6 +191,22 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     typer.echo(dump_config(run_config))
 
 
+@app.command("mlflow-links")
+def mlflow_links(
+    config: ConfigOption = None,
+    ui_url: Annotated[str, typer.Option(help="Where the MLflow UI is served.")] = "http://127.0.0.1:5000",
+    set_: SetOption = None,
+) -> None:
+    """Print the MLflow UI addresses of CONFIG's experiment and its latest run (make mlflow-ui)."""
+    _quiet_tensorflow()
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+    from pipeline.tracking import ui_links
+
+    for line in ui_links(run_config.tracking.tracking_uri, run_config.tracking.experiment, ui_url):
+        typer.echo(line)
+
+
 def main() -> None:
     app(prog_name="python -m pipeline")
 

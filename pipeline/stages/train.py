@@ -31,10 +31,12 @@ from pipeline.fitting.hardware import (
     set_jit_compile,
 )
 from pipeline.reports.insights import log_insights
+from pipeline.reports.run_notes import Lineage, host_line, run_note, version_note
 from pipeline.stages import evaluate
 from pipeline.stages.data import Datasets, make_datasets
-from pipeline.tracking import Run, Tracker
+from pipeline.tracking import PARENT_TAG, Run, Tracker
 from serving import export
+from serving.common import cpu_description
 
 STATE_FILE = "run.json"
 
@@ -71,17 +73,20 @@ class RunState:
 
 
 def run(config: RunConfig, log=print, callbacks: Sequence[keras.callbacks.Callback] = (),
-        parent_run_id: str | None = None) -> TrainResult:
+        parent_run_id: str | None = None, run_name: str | None = None) -> TrainResult:
     """Train, evaluate, export and register one model; return where everything went.
 
     `callbacks` are extra Keras callbacks, run after the stage's own (backup, checkpoint).
     `parent_run_id` nests the MLflow run under another (a sweep retraining its best model).
+    `run_name` names a new MLflow run (default: `<name> · <family> · train`).
     """
     with configured(config.train, config.seed) as hardware:
-        return _train(config, hardware, log, callbacks, parent_run_id)
+        return _train(config, hardware, log, callbacks, parent_run_id,
+                      run_name or f"{config.name} · {config.model.family} · train")
 
 
-def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id) -> TrainResult:
+def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
+           run_name: str) -> TrainResult:
     config = for_accelerators(config, hardware)
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     workdir = config.train.checkpoint_dir / config.name
@@ -91,15 +96,14 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id)
     check_version_free(config, tracker)
     tags = {"model_name": config.name, "model_family": config.model.family,
             "config_fingerprint": config.fingerprint()}
-    # Data first: data that cannot be found or read leaves no FAILED run behind.
-    data = make_datasets(config.data, config.seed)
-    with tracker.run(config.name, resume_run_id=resume_id, parent_run_id=parent_run_id,
+    with tracker.run(run_name, resume_run_id=resume_id, parent_run_id=parent_run_id,
                      tags=tags) as mlflow_run:
         RunState(mlflow_run.run_id, config.fingerprint(), parent_run_id).save(workdir)
         log(f"MLflow run {mlflow_run.run_id} ({'resumed' if resume_id else 'new'}) "
             f"in {tracker.tracking_uri}")
         if resume_id is None:
             mlflow_run.log_params(config.flat())
+        data = make_datasets(config.data, config.seed)
         _log_data(mlflow_run, data)
         log(f"data: {data.identity.get('origin')} {data.identity.get('name')} | "
             + ", ".join(f"{name} {size}" for name, size in data.sizes.items())
@@ -127,7 +131,9 @@ def finish(model: keras.Model, data: Datasets, config: RunConfig, tracker: Track
     metrics = evaluate.run(serving_model, data, mlflow_run)
     if config.train.insights:
         _log_insights(serving_model, data, mlflow_run, log)
-    export_path, version = _export(serving_model, data, config, tracker, mlflow_run, log)
+    export_path, version, model_id = _export(serving_model, data, config, tracker, mlflow_run,
+                                             metrics, log)
+    _describe(config, data, tracker, mlflow_run, metrics, export_path, version, model_id)
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
                        experiment=config.tracking.experiment, metrics=metrics,
                        export_path=export_path, model_version=version, resumed=False)
@@ -239,10 +245,12 @@ def _serving_model(model: keras.Model, data: Datasets, config: RunConfig,
 
 
 def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,
-            mlflow_run: Run, log) -> tuple[Path | None, int | None]:
-    """Stage, verify, log, register and publish the SavedModel; return (folder, version)."""
+            mlflow_run: Run, metrics: dict[str, float], log
+            ) -> tuple[Path | None, int | None, str | None]:
+    """Stage, verify, log, register and publish the SavedModel; return (folder, version,
+    MLflow logged model id)."""
     if not config.export.enabled:
-        return None, None
+        return None, None, None
     count = max(config.export.parity_examples, *config.export.warmup_batch_sizes)
     sample_inputs, _ = data.examples("test", count)
     staged = export.stage(
@@ -251,11 +259,16 @@ def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Trac
         warmup_batch_sizes=config.export.warmup_batch_sizes,
         parity_tolerance=config.export.parity_tolerance)
     registered: int | None = None
+    model_id: str | None = None
     try:
         mlflow_run.log_metrics({"export_parity_max_abs_diff": staged.parity_max_abs_diff})
         mlflow_run.log_artifact(staged.path, "saved_model")
+        model_id = tracker.log_model(
+            mlflow_run, staged.path, config.name, metrics=metrics, model_type=config.model.family,
+            params={"config_fingerprint": config.fingerprint(), **config.model.params})
         if config.tracking.register_model:
-            registered = tracker.register(config.name, mlflow_run, "saved_model")
+            registered = tracker.register(config.name, mlflow_run, "saved_model",
+                                          model_id=model_id)
             version = registered
         else:
             version = max(export.version_dirs(staged.model_dir), default=0) + 1
@@ -264,10 +277,36 @@ def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Trac
         export.discard(staged)
         if registered is not None:
             tracker.delete_version(config.name, registered)
+        if model_id is not None:
+            tracker.delete_model(model_id)
         raise
     mlflow_run.set_tags({"export_path": str(path.resolve()), "model_version": version})
+    tracker.set_model_tags(model_id, {"export_path": str(path.resolve()),
+                                      "model_version": version})
     log(f"exported {path} (parity max |diff| {staged.parity_max_abs_diff:.2g})")
-    return path, version
+    return path, version, model_id
+
+
+def _describe(config: RunConfig, data: Datasets, tracker: Tracker, mlflow_run: Run,
+              metrics: dict[str, float], export_path: Path | None, version: int | None,
+              model_id: str | None) -> None:
+    """Write the run's Description and its registered version's, for review in the UI."""
+    recorded = mlflow_run.fetch()
+    identity = data.identity
+    cpu = cpu_description()
+    lineage = Lineage(
+        model_name=config.name, family=config.model.family,
+        experiment_id=tracker.experiment_id, run_id=mlflow_run.run_id,
+        run_name=recorded.info.run_name, config_fingerprint=config.fingerprint(),
+        data=" ".join(str(part) for part in (
+            identity.get("origin"), identity.get("name"),
+            identity.get("version") or str(identity.get("sha256", ""))[:12]) if part),
+        host=host_line(str(cpu["cpu_model"]), cpu["cores"]), export_path=export_path,
+        version=version if config.tracking.register_model else None, model_id=model_id,
+        parent_run_id=recorded.data.tags.get(PARENT_TAG))
+    mlflow_run.set_description(run_note(lineage, metrics, recorded.data.metrics.get("fit_seconds")))
+    if lineage.version is not None:
+        tracker.describe_version(config.name, lineage.version, version_note(lineage, metrics))
 
 
 def describe(result: TrainResult) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def conclude(config: RunConfig, tuner, tracker: Tracker, parent: Run, project: P
     parent.set_tags({"best_trial": best.trial_id})
     shown_values = ", ".join(f"{name}={shown(value)}" for name, value in values.items())
     log(f"best trial {best.trial_id}: {objective} {best.score:.4f} | {shown_values}")
-    final = _final_model(config, tuner, values, tracker, parent, project, log)
+    final = _final_model(config, tuner, best.trial_id, values, tracker, parent, project, log)
     if final.model_version is not None:
         tracker.set_alias(config.name, "challenger", final.model_version)
         log(f"registered {config.name} version {final.model_version} as challenger "
@@ -85,8 +85,8 @@ def conclude(config: RunConfig, tuner, tracker: Tracker, parent: Run, project: P
     return TuneResult(parent.run_id, values, best.score, rows, final)
 
 
-def _final_model(config: RunConfig, tuner, values: dict[str, Any], tracker: Tracker,
-                 parent: Run, project: Path, log) -> train.TrainResult:
+def _final_model(config: RunConfig, tuner, trial_id: str, values: dict[str, Any],
+                 tracker: Tracker, parent: Run, project: Path, log) -> train.TrainResult:
     """Retrain the best hyperparameters on the full data, or restore the best checkpoint."""
     params = {**config.model.params, **values}
     best_config = config.model_copy(update={
@@ -96,12 +96,14 @@ def _final_model(config: RunConfig, tuner, values: dict[str, Any], tracker: Trac
         "train": config.train.model_copy(update={
             "epochs": config.tune.retrain_epochs or config.train.epochs,
             "checkpoint_dir": project / "final"})})
+    run_name = f"{config.name} · {config.model.family} · best trial {trial_id}"
     if config.tune.final == "retrain":
         log(f"retraining the best model for {best_config.train.epochs} epochs on the full data")
-        return train.run(best_config, log=log, parent_run_id=parent.run_id)
+        return train.run(best_config, log=log, parent_run_id=parent.run_id,
+                         run_name=f"{run_name} retrained")
     model = tuner.get_best_models(1)[0]
     data = make_datasets(config.data, config.seed)
-    with tracker.run("best-restored", parent_run_id=parent.run_id,
+    with tracker.run(f"{run_name} restored", parent_run_id=parent.run_id,
                      tags={"model_name": config.name}) as mlflow_run:
         mlflow_run.log_params(best_config.flat())
         return train.finish(model, data, best_config, tracker, mlflow_run, log)
