@@ -1,7 +1,7 @@
 """`python -m serving.client`: send an input to a model server and print its answer.
 
     python -m serving.client predict --model mnist --image digit.png           # gRPC, bytes signature
-    python -m serving.client predict --model mnist --image digit.png --protocol rest
+    python -m serving.client predict --model mnist --protocol rest    # sample image
     python -m serving.client predict --model mnist --pixels batch.npy          # uint8 pixels
     python -m serving.client status --model mnist
 
@@ -23,7 +23,17 @@ from rich.table import Table
 
 from serving.client import ClientError, connect
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = """Send an input to a TF Serving (or compatible) model server; print its answer.
+
+\b
+  python -m serving.client predict --model mnist --image digit.png
+  python -m serving.client predict --model mnist --protocol rest    # sample image
+  python -m serving.client predict --model mnist --pixels batch.npy
+  python -m serving.client status --model mnist
+
+--image goes to the bytes signature (predict_image_bytes), --pixels to serving_default.
+"""
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 console = Console()
 SAMPLE_IMAGE = Path(__file__).parent / "samples" / "digit_7.png"
 # The exporter's signatures: encoded images, and uint8 pixels.
