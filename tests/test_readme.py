@@ -160,5 +160,13 @@ def test_the_readme_commands_work_as_written(walk_folder):
         assert "Stopped the" in log.read_text()
     finally:
         walk.stop_all()
-    assert (walk_folder / "saved_models/fashion_cnn").is_dir()
-    assert (walk_folder / "saved_models/fashion_rnn").is_dir()
+    assert (walk_folder / "saved_models/fashion_rnn/1").is_dir()
+    # make tune EPOCHS=1 TRIALS=2: two trials, and the best retrained for 1 epoch, not 14.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{walk_folder / 'mlruns/mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist").experiment_id])
+    by_name = {run.info.run_name: run for run in runs}
+    [retrained] = [run for name, run in by_name.items() if name.endswith("retrained")]
+    assert retrained.data.params["train.epochs"] == "1"
+    assert len([name for name in by_name if " · trial " in name]) == 2
