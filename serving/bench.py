@@ -34,9 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.client import GrpcClient, RestClient
+import serving.client
 from serving.common import free_port, list_versions
-from serving.server.core.servable import onednn_enabled
 
 BATCHES = (1, 32)
 CONCURRENCY = (1, 8, 32)
@@ -122,6 +121,8 @@ class _Server:
         command = [sys.executable, "-m", "serving", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                    f"--model_name={name}", f"--model_base_path={base_path.resolve()}", *extra_flags]
         # The server runs the kernels this process runs, so the floor is comparable.
+        from serving.server.core.servable import onednn_enabled  # imports TensorFlow
+
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_ENABLE_ONEDNN_OPTS": "1" if onednn_enabled() else "0"}
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -174,6 +175,8 @@ def run(args) -> dict:
     """Return the benchmark results (also written as JSON and markdown)."""
     import tensorflow as tf
 
+    from serving.server.core.servable import onednn_enabled
+
     name, version_dir, temporary = _target_model(args)
     signature = tf.saved_model.load(str(version_dir)).signatures[args.signature]
     input_name, spec = next(iter(signature.structured_input_signature[1].items()))
@@ -204,8 +207,8 @@ def run(args) -> dict:
                "kernels": "oneDNN" if onednn_enabled() else "TensorFlow's own (TF_ENABLE_ONEDNN_OPTS=0)",
                "latency": {}, "throughput_rps": {}}
     try:
-        _measure({"in-process": in_process, "gRPC": over(GrpcClient, grpc_port),
-                  "REST": over(RestClient, rest_port)}, results, args)
+        _measure({"in-process": in_process, "gRPC": over(serving.client.GrpcClient, grpc_port),
+                  "REST": over(serving.client.RestClient, rest_port)}, results, args)
     finally:
         if server is not None:
             server.stop()
