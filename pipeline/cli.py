@@ -199,6 +199,9 @@ def mlflow_links(
 ) -> None:
     """Print the MLflow UI addresses of CONFIG's experiment and its latest run (make mlflow-ui)."""
     _quiet_tensorflow()
+    # A tracking server that does not answer: say so in seconds, not after MLflow's retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     with _reported_failures():
         run_config = _load(config, {}, set_)
     from pipeline.tracking import ui_links

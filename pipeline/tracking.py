@@ -389,7 +389,10 @@ def ui_links(tracking_uri: str | None, experiment: str, ui_url: str) -> list[str
     Read-only: an experiment that does not exist yet is said to be empty, not created.
     """
     client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
-    found = client.get_experiment_by_name(experiment)
+    try:
+        found = client.get_experiment_by_name(experiment)
+    except MlflowException as error:  # a tracking server that does not answer
+        return [f"cannot read {client.tracking_uri}: {str(error).splitlines()[0][:300]}"]
     if found is None:
         return [f"no experiment {experiment!r} in {client.tracking_uri} yet: make train first"]
     base = f"{ui_url.rstrip('/')}/#/experiments/{found.experiment_id}"

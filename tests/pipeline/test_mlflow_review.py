@@ -211,3 +211,11 @@ def test_the_ui_shows_the_run_its_metrics_chart_and_its_figures(trained, mlflow_
         (image.get_attribute("src") or "").startswith("blob:")
         and int(image.get_attribute("naturalWidth") or 0) > 100
         for image in browser.find_elements(By.TAG_NAME, "img")), "the confusion matrix PNG")
+
+
+def test_links_of_a_tracking_server_that_does_not_answer_are_one_line(monkeypatch):
+    from pipeline.tracking import ui_links
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    [line] = ui_links(f"http://127.0.0.1:{free_port()}", "tests", "http://ui.example:5000")
+    assert line.startswith("cannot read http://127.0.0.1:")
