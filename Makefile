@@ -100,6 +100,7 @@ READS_predict-rest = CONFIG MODEL IMAGE COUNT HOST REST_PORT
 READS_mlflow-ui = CONFIG MLFLOW_PORT HOST
 READS_bench = $(READS_bench-train) $(READS_bench-serve) $(READS_bench-tune)
 READS_bench-train = CONFIG SET
+READS_bench-serve =
 READS_bench-tune = CONFIG SET
 READS_bench-soak = RELOADS
 READS_test = PYTEST_ARGS
