@@ -36,7 +36,9 @@ def _load(config: Path | None, overrides: dict[str, Any], assignments: list[str]
     from pipeline.config import default_config_path, load_config, parse_override
 
     merged = dict(overrides)
-    origins = {}
+    # Where each value came from, so that an error names the flag rather than the file.
+    origins = {key: f"command line ({key}={value})" for key, value in overrides.items()
+               if value is not None}
     for item in assignments or []:
         key, value = parse_override(item)
         merged[key] = value

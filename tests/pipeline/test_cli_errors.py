@@ -43,7 +43,8 @@ def test_an_unknown_tuner_fails_before_any_data_is_read(tmp_path):
                     cwd=tmp_path)
     assert done.returncode == 2
     [line] = error_lines(done)
-    assert "tune.tuner: Input should be 'random', 'bayesian' or 'hyperband' (got 'grid')" in line
+    assert line == ("error: command line (tune.tuner=grid): tune.tuner: Input should be "
+                    "'random', 'bayesian' or 'hyperband' (got 'grid')")
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "tuning").exists()
 
 
