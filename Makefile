@@ -115,6 +115,13 @@ bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in
 bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
 	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
 
+.PHONY: deploy-check compose-up
+deploy-check: venv ## Validate deploy/ offline: Kubernetes schemas (strict), the Compose spec, TF Serving's config protos
+	$(PY) -m serving.deploy_check
+
+compose-up: ## Start deploy/compose.yaml (TF Serving GPU, MLflow on PostgreSQL, Prometheus) where Docker exists
+	docker compose -f deploy/compose.yaml up -d --build
+
 test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
