@@ -115,6 +115,18 @@ bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in
 bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
 	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
 
+# mlflow-server: the shared tracking server's folder, interface and artifact store
+MLFLOW_DATA ?= mlflow-server
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_ARTIFACTS ?=
+.PHONY: mlflow-server fetch-models
+mlflow-server: venv ## Shared MLflow server on PostgreSQL: MLFLOW_DATA folder, MLFLOW_HOST, MLFLOW_PORT, MLFLOW_ARTIFACTS (s3://, gs://)
+	$(PY) -m pipeline mlflow-server --data-dir $(MLFLOW_DATA) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
+	  $(if $(MLFLOW_ARTIFACTS),--artifacts-destination $(MLFLOW_ARTIFACTS))
+
+fetch-models: venv ## Download the registry's aliased versions of MODEL (default: every model) into saved_models/
+	$(PY) -m pipeline fetch-models --config $(CONFIG) $(if $(MODEL),--model $(MODEL))
+
 .PHONY: deploy-check compose-up
 deploy-check: venv ## Validate deploy/ offline: Kubernetes schemas (strict), the Compose spec, TF Serving's config protos
 	$(PY) -m serving.deploy_check

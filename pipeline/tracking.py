@@ -20,6 +20,7 @@ from typing import Any
 
 import keras
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
@@ -276,6 +277,29 @@ class Tracker:
             return int(self.client.get_model_version_by_alias(model_name, alias).version)
         except MlflowException:
             return None
+
+    def registered_model_names(self) -> list[str]:
+        """Return the names of every registered model, sorted."""
+        return sorted(model.name for model in self.client.search_registered_models(max_results=1000))
+
+    def served_versions(self, model_name: str) -> dict[int, list[str]]:
+        """Return {version: its aliases} for the versions carrying an alias; without any
+        alias, {latest version: []} (nothing when the model has no version)."""
+        try:
+            aliases = self.client.get_registered_model(model_name).aliases or {}
+        except MlflowException:  # no such model
+            return {}
+        versions: dict[int, list[str]] = {}
+        for alias, version in sorted(aliases.items()):
+            versions.setdefault(int(version), []).append(alias)
+        latest = self.latest_version(model_name)
+        return versions or ({latest: []} if latest else {})
+
+    def download_version(self, model_name: str, version: int, destination: Path) -> Path:
+        """Download a registered version's files into `destination`; return that folder."""
+        source = self.client.get_model_version(model_name, str(version)).source
+        return Path(download_artifacts(artifact_uri=source, dst_path=str(destination),
+                                       tracking_uri=self.tracking_uri))
 
 
 @contextmanager
