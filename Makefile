@@ -72,8 +72,8 @@ data: venv ## Find or fetch CONFIG's data and print its identity (Fashion-MNIST:
 	    && $(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES); \
 	else exit $$status; fi
 
-train: data ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
-	$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS)
+train: data ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow (WORKERS=N: N workers)
+	$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS) $(if $(WORKERS),--workers $(WORKERS))
 
 tune: data ## Search CONFIG's space with KerasTuner (TUNER TRIALS EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE=1)
 	$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS)

@@ -87,6 +87,9 @@ def train(
         help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else mlruns/).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue an interrupted run of the same config.")] = True,
+    workers: Annotated[int | None, typer.Option(help=(
+        "Train on N worker processes on loopback (MultiWorkerMirroredStrategy); on a cluster, "
+        "set TF_CONFIG on each node and run the same command there instead."))] = None,
     set_: SetOption = None,
 ) -> None:
     """Train one model, evaluate it on the test split, export and register a SavedModel."""
@@ -100,6 +103,9 @@ def train(
             "train.resume": None if resume else False}, set_)
         from pipeline.stages import train as train_stage
 
+        if workers is not None and workers > 1 and "TF_CONFIG" not in os.environ:
+            raise typer.Exit(train_stage.run_workers(run_config, workers,
+                                                     log=lambda line: typer.echo(line)))
         result = train_stage.run(run_config, log=lambda line: typer.echo(line))
     _print_result(train_stage.describe(result))
 

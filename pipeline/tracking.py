@@ -28,6 +28,7 @@ from pipeline.interrupts import ShieldedCalls
 
 DEFAULT_STORE = Path("mlruns")
 PARENT_TAG = "mlflow.parentRunId"
+RESUMABLE_TAG = "resumable"  # on a FAILED run that the same command may continue
 _BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch request
 
 
@@ -163,9 +164,11 @@ class Tracker:
             run = self.client.get_run(run_id)
         except MlflowException:
             return False
-        # FINISHED and FAILED runs are closed; a crash leaves RUNNING, Ctrl-C leaves KILLED.
-        return (run.info.experiment_id == self.experiment_id
-                and run.info.status in ("RUNNING", "KILLED")
+        # FINISHED and FAILED runs are closed; a crash leaves RUNNING, Ctrl-C leaves KILLED,
+        # a lost worker FAILED and tagged resumable (its backup is intact).
+        open_ = run.info.status in ("RUNNING", "KILLED") or (
+            run.info.status == "FAILED" and run.data.tags.get(RESUMABLE_TAG) == "true")
+        return (run.info.experiment_id == self.experiment_id and open_
                 and run.info.lifecycle_stage == "active")
 
     def open_run(self, run_name: str, *, resume_run_id: str | None = None,
@@ -173,6 +176,7 @@ class Tracker:
         """Return a new RUNNING run (nested under `parent_run_id`), or reopen `resume_run_id`."""
         if resume_run_id:
             self.client.update_run(resume_run_id, status="RUNNING")
+            self.client.set_tag(resume_run_id, RESUMABLE_TAG, "false")
             return Run(self.client, resume_run_id)
         all_tags = {key: str(value) for key, value in (tags or {}).items()}
         if parent_run_id:
