@@ -128,7 +128,13 @@ def configure(config: TrainConfig, seed: int) -> Hardware:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process
             pass
-    precision, reason = precision_choice(config.mixed_precision, gpus)
+    if worker is None or worker.is_chief:
+        precision, reason = precision_choice(config.mixed_precision, gpus)
+    if worker is not None:  # every worker computes in the chief's precision
+        choices = (None, "bfloat16", "float16")
+        mine = choices.index(precision) if worker.is_chief else 0
+        precision = choices[multi_worker.broadcast_from_chief(distribution, worker, mine)]
+        reason = reason if worker.is_chief else "the chief's choice"
     keras.mixed_precision.set_global_policy(f"mixed_{precision}" if precision else "float32")
     mirrored = config.distribution == "mirrored" or (config.distribution == "auto" and len(gpus) > 1)
     strategy = distribution or (

@@ -92,6 +92,21 @@ def barrier(distribution: tf.distribute.Strategy) -> None:
     distribution.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None).numpy()
 
 
+def broadcast_from_chief(distribution: tf.distribute.Strategy, worker: Worker, value: int) -> int:
+    """Return the chief's `value` on every worker (the others pass anything).
+
+    For decisions each worker could take differently (a timed precision choice): all must
+    build the same model.
+    """
+    def contribution():
+        first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0  # on the chief
+        return tf.where(first, tf.constant(value if worker.is_chief else 0, tf.int64),
+                        tf.constant(0, tf.int64))
+
+    total = distribution.reduce(tf.distribute.ReduceOp.SUM, distribution.run(contribution), axis=None)
+    return int(total.numpy())
+
+
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Return `dataset` sharded element-wise across workers (see the module docstring)."""
     options = tf.data.Options()
@@ -101,12 +116,18 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
 
 def build_for_fit(model: keras.Model, distribution: tf.distribute.Strategy,
                   dataset: tf.data.Dataset) -> None:
-    """Build the model's metrics and loss from one local batch, before fit.
+    """Make `model` ready for a multi-worker fit: synchronized batch norm, metrics built.
 
-    Keras 3 (3.15) builds them in fit from a first distributed batch averaged across replicas
-    with strategy.reduce, which MultiWorkerMirroredStrategy refuses for a nested batch
-    (keras-team/keras#20585); built here, fit has nothing left to build.
+    Batch normalization normalises with statistics over the global batch, all-reduced each
+    step: with each worker's own, the moving averages drift apart and the workers end with
+    different weights. Keras 3 (3.15) builds metrics and loss in fit from a first
+    distributed batch averaged with strategy.reduce, which MultiWorkerMirroredStrategy
+    refuses for a nested batch (keras-team/keras#20585); built here from one local batch,
+    fit has nothing left to build.
     """
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
     with distribution.scope():
         model._symbolic_build(data_batch=next(iter(dataset)))
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
