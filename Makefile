@@ -21,7 +21,7 @@ BATCH_SIZE ?=
 NAME ?=
 #> SET       any config field, applied last: SET="model.filters=16 train.lr_schedule=constant"
 SET ?=
-#> MLFLOW_PORT  the MLflow UI's port
+#> MLFLOW_PORT  the MLflow UI's port, and mlflow-server's
 MLFLOW_PORT ?= 5000
 # tune
 #> TUNER     tune.tuner: random, bayesian or hyperband
@@ -34,7 +34,7 @@ RETRAIN_EPOCHS ?=
 OBJECTIVE ?=
 #> EXECUTIONS  tune.executions_per_trial
 EXECUTIONS ?=
-#> WORKERS   tune.workers: more than 1 runs KerasTuner's chief and that many workers here
+#> WORKERS   train: N MultiWorkerMirroredStrategy workers on loopback; tune.workers: more than 1 runs KerasTuner's chief and that many workers here
 WORKERS ?=
 #> OVERWRITE  1/yes/true/on (any case) deletes CONFIG's tuning/<name>/ project and starts a new search
 OVERWRITE ?=
@@ -91,7 +91,7 @@ MLFLOW_URL = http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(MLFLO
 # GPU (through venv) and TF_CPP_MIN_LOG_LEVEL.
 READS_ALL := PYTHON VENV GPU TF_CPP_MIN_LOG_LEVEL
 READS_data = CONFIG SET
-READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET
+READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET WORKERS
 READS_tune = CONFIG TUNER TRIALS EPOCHS RETRAIN_EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE BATCH_SIZE NAME SET
 READS_promote = CONFIG MODEL MARGIN SET
 READS_serve = HOST GRPC_PORT REST_PORT MODEL_CONFIG
@@ -144,8 +144,8 @@ endef
 data: venv ## Find or fetch CONFIG's data and print its identity (Fashion-MNIST: TFDS, else Debian's files)
 	@$(call with_fashion_mnist,$(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES))
 
-train: venv ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
-	@$(call with_fashion_mnist,$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS))
+train: venv ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow (WORKERS=N: N workers)
+	@$(call with_fashion_mnist,$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS) $(if $(WORKERS),--workers $(WORKERS)))
 
 tune: venv ## Search CONFIG's space with KerasTuner, retrain the best for RETRAIN_EPOCHS (else EPOCHS), register it as challenger
 	@$(call with_fashion_mnist,$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS))
@@ -193,6 +193,30 @@ bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in
 
 bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
 	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
+
+# mlflow-server, fetch-models, deploy-check, compose-up
+#> MLFLOW_DATA  mlflow-server: the folder of its PostgreSQL cluster (and of the artifacts by default)
+MLFLOW_DATA ?= mlflow-server
+#> MLFLOW_HOST  mlflow-server: the interface to listen on (0.0.0.0: all; it has no login)
+MLFLOW_HOST ?= 127.0.0.1
+#> MLFLOW_ARTIFACTS  mlflow-server: the artifact store (default MLFLOW_DATA/artifacts; s3://bucket/path, gs://bucket/path)
+MLFLOW_ARTIFACTS ?=
+READS_mlflow-server = MLFLOW_DATA MLFLOW_HOST MLFLOW_PORT MLFLOW_ARTIFACTS
+READS_fetch-models = CONFIG MODEL
+.PHONY: mlflow-server fetch-models
+mlflow-server: venv ## Shared MLflow server on PostgreSQL: MLFLOW_DATA folder, MLFLOW_HOST, MLFLOW_PORT, MLFLOW_ARTIFACTS (s3://, gs://)
+	$(PY) -m pipeline mlflow-server --data-dir $(MLFLOW_DATA) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
+	  $(if $(MLFLOW_ARTIFACTS),--artifacts-destination $(MLFLOW_ARTIFACTS))
+
+fetch-models: venv ## Download the registry's aliased versions of MODEL (default: every model) into saved_models/
+	$(PY) -m pipeline fetch-models --config $(CONFIG) $(if $(MODEL),--model $(MODEL))
+
+.PHONY: deploy-check compose-up
+deploy-check: venv ## Validate deploy/ offline: Kubernetes schemas (strict), the Compose spec, TF Serving's config protos
+	$(PY) -m serving.deploy_check
+
+compose-up: ## Start deploy/compose.yaml (TF Serving GPU, MLflow on PostgreSQL, Prometheus) where Docker exists
+	docker compose -f deploy/compose.yaml up -d --build
 
 test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -97,6 +97,9 @@ def train(
         help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else mlruns/).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue an interrupted run of the same config.")] = True,
+    workers: Annotated[int | None, typer.Option(help=(
+        "Train on N worker processes on loopback (MultiWorkerMirroredStrategy); on a cluster, "
+        "set TF_CONFIG on each node and run the same command there instead."))] = None,
     set_: SetOption = None,
 ) -> None:
     """Train one model, evaluate it on the test split, export and register a SavedModel."""
@@ -110,6 +113,9 @@ def train(
             "train.resume": None if resume else False}, set_)
         from pipeline.stages import train as train_stage
 
+        if workers is not None and workers > 1 and "TF_CONFIG" not in os.environ:
+            raise typer.Exit(train_stage.run_workers(run_config, workers,
+                                                     log=lambda line: typer.echo(line)))
         result = train_stage.run(run_config, log=lambda line: typer.echo(line))
     _print_result(train_stage.describe(result))
 
@@ -210,6 +216,46 @@ def mlflow_links(
 
     for line in ui_links(run_config.tracking.tracking_uri, run_config.tracking.experiment, ui_url):
         typer.echo(line)
+
+
+@app.command("fetch-models")
+def fetch_models(
+    config: ConfigOption = None,
+    model: Annotated[list[str] | None, typer.Option(
+        help="Registered model to fetch (repeatable; default: every one).")] = None,
+    dest: Annotated[Path | None, typer.Option(
+        help="Folder of <name>/<version>/ (default export.base_dir, saved_models/).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Download the registry's aliased versions (champion, challenger) into saved_models/."""
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.stages import fetch
+
+        fetch.run(run_config, model_names=model, destination=dest, log=lambda line: typer.echo(line))
+
+
+@app.command("mlflow-server")
+def mlflow_server(
+    data_dir: Annotated[Path, typer.Option(
+        help="Folder of the PostgreSQL cluster and the default artifact store.")] = Path("mlflow-server"),
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 5000,
+    artifacts_destination: Annotated[str | None, typer.Option(
+        help="Artifact store: a folder (default <data-dir>/artifacts), s3://bucket/path, gs://...")] = None,
+    workers: Annotated[int, typer.Option(help="Server worker processes.")] = 2,
+    allowed_hosts: Annotated[str | None, typer.Option(
+        help="Host headers accepted besides localhost and private IPs (MLflow's --allowed-hosts).")] = None,
+) -> None:
+    """Run a shared MLflow tracking server on PostgreSQL; print the MLFLOW_TRACKING_URI to export."""
+    from pipeline.tracking_server import ServerError, serve
+
+    try:
+        code = serve(data_dir, host=host, port=port, artifacts_destination=artifacts_destination,
+                     workers=workers, allowed_hosts=allowed_hosts, log=lambda line: typer.echo(line))
+    except ServerError as error:
+        _fail(error, 1)
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import keras
 from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
 from mlflow.entities import (
     Dataset,
     DatasetInput,
@@ -39,6 +40,7 @@ from pipeline.interrupts import ShieldedCalls
 
 DEFAULT_STORE = Path("mlruns")
 PARENT_TAG = "mlflow.parentRunId"
+RESUMABLE_TAG = "resumable"  # on a FAILED run that the same command may continue
 _BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch request
 # Opens the experiment in the UI's model-training view (runs, charts, models), not GenAI's.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
@@ -189,9 +191,11 @@ class Tracker:
             run = self.client.get_run(run_id)
         except MlflowException:
             return False
-        # FINISHED and FAILED runs are closed; a crash leaves RUNNING, Ctrl-C leaves KILLED.
-        return (run.info.experiment_id == self.experiment_id
-                and run.info.status in ("RUNNING", "KILLED")
+        # FINISHED and FAILED runs are closed; a crash leaves RUNNING, Ctrl-C leaves KILLED,
+        # a lost worker FAILED and tagged resumable (its backup is intact).
+        open_ = run.info.status in ("RUNNING", "KILLED") or (
+            run.info.status == "FAILED" and run.data.tags.get(RESUMABLE_TAG) == "true")
+        return (run.info.experiment_id == self.experiment_id and open_
                 and run.info.lifecycle_stage == "active")
 
     def open_run(self, run_name: str, *, resume_run_id: str | None = None,
@@ -199,6 +203,7 @@ class Tracker:
         """Return a new RUNNING run (nested under `parent_run_id`), or reopen `resume_run_id`."""
         if resume_run_id:
             self.client.update_run(resume_run_id, status="RUNNING")
+            self.client.set_tag(resume_run_id, RESUMABLE_TAG, "false")
             return Run(self.client, resume_run_id)
         all_tags = {**source_tags(), **{key: str(value) for key, value in (tags or {}).items()}}
         if parent_run_id:
@@ -344,6 +349,29 @@ class Tracker:
             return int(self.client.get_model_version_by_alias(model_name, alias).version)
         except MlflowException:
             return None
+
+    def registered_model_names(self) -> list[str]:
+        """Return the names of every registered model, sorted."""
+        return sorted(model.name for model in self.client.search_registered_models(max_results=1000))
+
+    def served_versions(self, model_name: str) -> dict[int, list[str]]:
+        """Return {version: its aliases} for the versions carrying an alias; without any
+        alias, {latest version: []} (nothing when the model has no version)."""
+        try:
+            aliases = self.client.get_registered_model(model_name).aliases or {}
+        except MlflowException:  # no such model
+            return {}
+        versions: dict[int, list[str]] = {}
+        for alias, version in sorted(aliases.items()):
+            versions.setdefault(int(version), []).append(alias)
+        latest = self.latest_version(model_name)
+        return versions or ({latest: []} if latest else {})
+
+    def download_version(self, model_name: str, version: int, destination: Path) -> Path:
+        """Download a registered version's files into `destination`; return that folder."""
+        source = self.client.get_model_version(model_name, str(version)).source
+        return Path(download_artifacts(artifact_uri=source, dst_path=str(destination),
+                                       tracking_uri=self.tracking_uri))
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ import numpy as np
 
 from models import get_family
 from pipeline.config import RunConfig
+from pipeline.fitting import multi_worker
 from pipeline.fitting.callbacks import fit_callbacks
 from pipeline.fitting.hardware import (
     Hardware,
@@ -34,9 +36,9 @@ from pipeline.reports.insights import log_insights
 from pipeline.reports.run_notes import Lineage, host_line, run_note, version_note
 from pipeline.stages import evaluate
 from pipeline.stages.data import Datasets, make_datasets
-from pipeline.tracking import PARENT_TAG, Run, Tracker
+from pipeline.tracking import PARENT_TAG, RESUMABLE_TAG, Run, Tracker
 from serving import export
-from serving.common import cpu_description
+from serving.common import cpu_description, free_port
 
 STATE_FILE = "run.json"
 
@@ -81,12 +83,40 @@ def run(config: RunConfig, log=print, callbacks: Sequence[keras.callbacks.Callba
     `run_name` names a new MLflow run (default: `<name> · <family> · train`).
     """
     with configured(config.train, config.seed) as hardware:
-        return _train(config, hardware, log, callbacks, parent_run_id,
-                      run_name or f"{config.name} · {config.model.family} · train")
+        if hardware.worker is None or hardware.worker.is_chief:
+            return _train(config, hardware, log, callbacks, parent_run_id, run_name)
+        # A non-chief worker: the same steps, its writes in a folder that goes with it.
+        with tempfile.TemporaryDirectory(prefix=f"tfpipe-worker{hardware.worker.index}-") as folder:
+            return _train(multi_worker.worker_paths(config, Path(folder)), hardware, log,
+                          callbacks, parent_run_id, run_name,
+                          chief_workdir=config.train.checkpoint_dir / config.name)
+
+
+def run_workers(config: RunConfig, count: int, log=print) -> int:
+    """Run this command as `count` workers on loopback (see multi_worker.launch); return
+    the exit status. A failed worker marks the chief's MLflow run FAILED, resumable."""
+    with tempfile.TemporaryDirectory(prefix="tfpipe-workers-") as folder:
+        return multi_worker.launch(
+            multi_worker.worker_command(), count, Path(folder), free_port,
+            on_failure=lambda reason: mark_failed(config, reason), log=log)
+
+
+def mark_failed(config: RunConfig, reason: str) -> None:
+    """Close the run a (killed) chief left in its checkpoint folder FAILED with `reason`,
+    tagged resumable: its backup is intact, so the same command continues it."""
+    state = RunState.load(config.train.checkpoint_dir / config.name)
+    tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
+    if state is None or tracker.status(state.run_id) not in ("RUNNING", "KILLED", "FAILED"):
+        return
+    run = Run(tracker.client, state.run_id)
+    tracker.close_run(run, "FAILED", reason)
+    run.set_tags({RESUMABLE_TAG: "true"})
 
 
 def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
-           run_name: str) -> TrainResult:
+           run_name: str | None, chief_workdir: Path | None = None) -> TrainResult:
+    """Run the stage; `chief_workdir` is set on a non-chief worker, whose own paths are
+    temporary: it resumes from the chief's backup and ends with its best weights."""
     config = for_accelerators(config, hardware)
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     workdir = config.train.checkpoint_dir / config.name
@@ -96,6 +126,13 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
     check_version_free(config, tracker)
     tags = {"model_name": config.name, "model_family": config.model.family,
             "config_fingerprint": config.fingerprint()}
+    # Data first: data that cannot be found or read leaves no FAILED run behind.
+    data = make_datasets(config.data, config.seed)
+    if hardware.worker:
+        data = replace(data, train=multi_worker.shard_by_data(data.train),
+                       validation=multi_worker.shard_by_data(data.validation),
+                       test=multi_worker.shard_by_data(data.test))
+    run_name = run_name or f"{config.name} · {config.model.family} · train"
     with tracker.run(run_name, resume_run_id=resume_id, parent_run_id=parent_run_id,
                      tags=tags) as mlflow_run:
         RunState(mlflow_run.run_id, config.fingerprint(), parent_run_id).save(workdir)
@@ -103,7 +140,6 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
             f"in {tracker.tracking_uri}")
         if resume_id is None:
             mlflow_run.log_params(config.flat())
-        data = make_datasets(config.data, config.seed)
         _log_data(mlflow_run, data)
         log(f"data: {data.identity.get('origin')} {data.identity.get('name')} | "
             + ", ".join(f"{name} {size}" for name, size in data.sizes.items())
@@ -111,10 +147,12 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
         with hardware.strategy.scope():
             model = get_family(config.model.family).build(
                 data.input_spec, data.num_classes, **config.model.params)
+            if hardware.worker:
+                multi_worker.build_for_fit(model, hardware.strategy, data.train)
         _log_hardware(mlflow_run, hardware, set_jit_compile(model, config.train.jit_compile))
         mlflow_run.log_text(_summary(model), "model_summary.txt")
         mlflow_run.log_metrics({"parameters": model.count_params()})
-        _fit(model, data, config, mlflow_run, workdir, log, callbacks)
+        _fit(model, data, config, mlflow_run, workdir, log, callbacks, hardware, chief_workdir)
         result = finish(model, data, config, tracker, mlflow_run, log)
     shutil.rmtree(workdir, ignore_errors=True)
     return replace(result, resumed=resume_id is not None)
@@ -205,23 +243,35 @@ def _summary(model: keras.Model) -> str:
 
 
 def make_callbacks(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
-                   workdir: Path) -> list[keras.callbacks.Callback]:
-    """Return the stage's callbacks (see `fit_callbacks`), backing up under `workdir`."""
+                   workdir: Path, chief_workdir: Path | None = None
+                   ) -> list[keras.callbacks.Callback]:
+    """Return the stage's callbacks (see `fit_callbacks`), backing up under `workdir`.
+
+    A non-chief worker (`chief_workdir` set) resumes from the chief's backup and keeps no
+    best-epoch checkpoint of its own: it loads the chief's after the fit.
+    """
     return fit_callbacks(
         config.train, mlflow_run=mlflow_run, backup_dir=workdir / "backup",
         base_learning_rate=float(model.optimizer.learning_rate.numpy()),
-        examples_per_epoch=data.sizes["train"], best_weights=workdir / "best.weights.h5")
+        examples_per_epoch=data.sizes["train"],
+        best_weights=None if chief_workdir else workdir / "best.weights.h5",
+        restore_dir=chief_workdir / "backup" if chief_workdir else None)
 
 
 def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
-         workdir: Path, log, extra: Sequence[keras.callbacks.Callback]) -> None:
-    callbacks = make_callbacks(model, data, config, mlflow_run, workdir) + list(extra)
+         workdir: Path, log, extra: Sequence[keras.callbacks.Callback],
+         hardware: Hardware, chief_workdir: Path | None) -> None:
+    callbacks = make_callbacks(model, data, config, mlflow_run, workdir, chief_workdir) + list(extra)
+    if hardware.worker:  # the chief has decided whether to resume (and cleared its folder if not)
+        multi_worker.barrier(hardware.strategy)
     started = time.perf_counter()
     model.fit(data.train, validation_data=data.validation, epochs=config.train.epochs,
               callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
               verbose=1 if _interactive() else 2)
     mlflow_run.log_metrics({"fit_seconds": time.perf_counter() - started})
-    best_weights = workdir / "best.weights.h5"
+    if hardware.worker:  # the chief's best-epoch weights are written
+        multi_worker.barrier(hardware.strategy)
+    best_weights = (chief_workdir or workdir) / "best.weights.h5"
     if best_weights.exists():
         model.load_weights(str(best_weights))
         log(f"restored the best epoch's weights ({config.train.monitor})")
