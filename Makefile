@@ -47,7 +47,7 @@ TUNE_FLAGS := $(if $(TUNER),--tuner $(TUNER)) $(if $(TRIALS),--max-trials $(TRIA
 PREDICT_INPUT := $(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 
-.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
+.PHONY: help venv data train tune promote rollback status serve predict-grpc predict-rest mlflow-ui bench \
 	bench-train bench-serve bench-soak bench-tune test test-full lint clean
 
 help: ## Show the targets and the variables they read
@@ -78,12 +78,22 @@ train: data ## Train CONFIG, evaluate on the test split, export to saved_models/
 tune: data ## Search CONFIG's space with KerasTuner (TUNER TRIALS EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE=1)
 	$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS)
 
-promote: venv ## Make MODEL's (default: CONFIG's name) challenger the champion if it beats it on the test split (MARGIN)
+promote: venv ## Gate MODEL's challenger in a real server, then make it champion if it beats it on the test split (MARGIN); live on `make serve`
 	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN))
 
-serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501: TF Serving, its Docker image, or ours
+serve: venv ## Serve the registry's champion (label stable) and challenger (canary) on gRPC 8500 / REST 8501 (or MODEL_CONFIG)
+	@config="$(MODEL_CONFIG)"; registry=; \
+	if [ -z "$$config" ]; then \
+	  config=$$($(PY) -m pipeline serving-config --config $(CONFIG) $(OVERRIDES)) || exit $$?; registry=--from-registry; \
+	  echo "models.config written from the MLflow registry: $$config"; fi; \
 	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
-	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG))
+	  --model_config_file "$$config" $$registry
+
+rollback: venv ## Give MODEL's champion alias back to the previous champion (a running `make serve` follows live)
+	$(PY) -m pipeline rollback --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(OVERRIDES)
+
+status: venv ## Registry versions, aliases and accuracies beside what the running server has loaded; do they agree?
+	$(PY) -m pipeline status --config $(CONFIG) $(OVERRIDES)
 
 predict-grpc: venv ## Send IMAGE (or the first COUNT test images) to MODEL over gRPC; print classes
 	$(PY) -m serving.predict_demo --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
