@@ -290,6 +290,7 @@ class Tracker:
         """Return [{"version", "run_id", "aliases", "tags", "test_accuracy"}], newest first."""
         try:
             found = self.client.search_model_versions(f"name = '{model_name}'")
+            aliases = self.client.get_registered_model(model_name).aliases or {}
         except MlflowException:
             return []
         rows = []
@@ -299,7 +300,10 @@ class Tracker:
             except MlflowException:
                 metrics = {}
             rows.append({"version": int(version.version), "run_id": version.run_id,
-                         "aliases": sorted(version.aliases or []), "tags": dict(version.tags or {}),
+                         # Searches leave a version's aliases out; the model lists them all.
+                         "aliases": sorted(alias for alias, number in aliases.items()
+                                           if str(number) == str(version.version)),
+                         "tags": dict(version.tags or {}),
                          "test_accuracy": metrics.get("test_accuracy")})
         return sorted(rows, key=lambda row: row["version"], reverse=True)
 
