@@ -52,4 +52,24 @@ def test_trained_cnn_and_rnn_answer_the_same_in_process_over_rest_and_grpc(
         lineage = read_lineage(path)
         assert lineage["model_name"] == name and lineage["version"] == path.name == "1"
         assert f'run_id="{lineage["run_id"]}"' in metrics
+    check_cli_falls_back_to_the_highest_version(server.grpc_port, tmp_path)
     assert server.stop() == 0
+
+
+def check_cli_falls_back_to_the_highest_version(port: int, tmp_path) -> None:
+    """`python -m serving.client predict` asks for `stable`; a server without it answers latest."""
+    from typer.testing import CliRunner
+
+    from serving.client.cli import app
+
+    pixels = tmp_path / "pixels.npy"
+    np.save(pixels, np.zeros((1, 28, 28, 1), np.uint8))
+    runner = CliRunner()
+    arguments = ["predict", "--model", "cnn", "--pixels", str(pixels), "--port", str(port)]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "cnn has no 'stable' label on this server" in " ".join(result.output.split())
+    assert "example 0" in result.output
+    refused = runner.invoke(app, [*arguments, "--label", "canary"])
+    assert refused.exit_code == 1  # rich wraps lines at the terminal's width
+    assert "Unrecognized servable version label: canary" in " ".join(refused.output.split())

@@ -186,3 +186,17 @@ def test_bad_promotions_move_nothing(workdir, image_folder):
         promote.rollback(config, log=lambda line: None)
     assert int(mlflow.get_model_version_by_alias("tiny", "champion").version) == champion
     assert mlflow.get_registered_model("tiny").tags["champion_history"] == str(challenger)
+
+
+def test_commands_say_in_one_line_when_there_is_nothing_to_serve_or_roll_back(workdir):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    empty = runner.invoke(app, ["serving-config", "--set", "tracking.experiment=tests"])
+    assert empty.exit_code == 1 and "Traceback" not in empty.output
+    assert "error: no models under saved_models/" in empty.output
+    nothing = runner.invoke(app, ["rollback", "--model", "ghost"])
+    assert nothing.exit_code == 1
+    assert "error: model 'ghost' has no previous champion to roll back to" in nothing.output
