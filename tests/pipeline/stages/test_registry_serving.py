@@ -27,8 +27,10 @@ from pipeline.config import ConfigError, load_config
 from pipeline.stages import promote, registry, train, tune
 from serving import rollout
 from serving.common import free_port, read_lineage
+from serving.warmup_requests import WARMUP_FILE
 from tests.conftest import tiny_overrides
 from tests.pipeline.stages.test_tune import SPACE
+from tests.serving.serving_fixtures import copy_version
 
 REPO = Path(__file__).resolve().parents[3]
 GATE = {"tune.gate_examples": 8, "tune.gate_p99_ms": 10_000}  # a shared, busy test host
@@ -56,7 +58,7 @@ class Launched:
             [sys.executable, "-m", "serving.launch", "--backend", "compatible",
              "--grpc-port", str(self.grpc_port), "--rest-port", str(self.rest_port),
              "--model_config_file", str(config_path), "--from-registry", "--",
-             f"--monitoring_config_file={monitoring}"],
+             f"--monitoring_config_file={monitoring}", "--max_num_load_retries=0"],
             cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
@@ -139,6 +141,16 @@ def test_tune_promote_rollback_move_stable_live_with_no_failed_request(workdir, 
         assert client.latest() == weak
         assert int(mlflow.get_model_version_by_alias("tiny", "champion").version) == weak
         assert registry.status(config, log=lambda line: None)[0].agree
+
+        # A previous champion the live server cannot load: refused, and nothing moves.
+        broken = copy_version(workdir / f"saved_models/tiny/{weak}", workdir / "saved_models/tiny", 9)
+        (broken / WARMUP_FILE).write_bytes(b"not a TFRecord")
+        mlflow.set_registered_model_tag("tiny", "champion_history", "9")
+        with pytest.raises(promote.PromotionError, match=r"the model server at 127.0.0.1:\d+ could "
+                           r"not load tiny version 9: .*; the registry and the served labels are"):
+            promote.rollback(config, log=lambda line: None)
+        assert int(mlflow.get_model_version_by_alias("tiny", "champion").version) == weak
+        assert client.latest() == weak and registry.status(config, log=lambda line: None)[0].agree
     finally:
         client.done.set()
         client.join(timeout=60)
@@ -157,6 +169,10 @@ def test_bad_promotions_move_nothing(workdir, image_folder):
     challenger = trained_version(image_folder, **{"train.epochs": 1})
     mlflow.set_registered_model_alias("tiny", "challenger", str(challenger))
     version_dir = workdir / f"saved_models/tiny/{challenger}"
+    version_dir.rename(workdir / "elsewhere")
+    with pytest.raises(ConfigError, match=rf"saved_models/tiny/{challenger} has no SavedModel"):
+        promote.run(config, log=lambda line: None)
+    (workdir / "elsewhere").rename(version_dir)
 
     def unchanged():
         assert int(mlflow.get_model_version_by_alias("tiny", "champion").version) == champion
