@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     for note in launch.notes:
         print(f"  note: {note}", flush=True)
     process = subprocess.Popen(launch.command)
-    models_dir = Path(args.models_dir)
+    # Beside a registry config (<export dir>/models.config), where promotions look for it.
+    models_dir = config_path.parent if args.from_registry else Path(args.models_dir)
     rollout.write_record(models_dir, rollout.ServerRecord(
         pid=process.pid, host=args.host, grpc_port=args.grpc_port, rest_port=args.rest_port,
         config_path=str(config_path), kind=launch.kind,

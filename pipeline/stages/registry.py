@@ -137,10 +137,15 @@ def status(config: RunConfig, log=print) -> list[ModelStatus]:
     results = []
     try:
         for model in served_models(config, tracker, log):
-            states = connection.status(model.name) if connection else {}
             expected = model.labels()
-            labels = {label: (version, connection.label_version(model.name, label) if connection
-                              else None) for label, version in sorted(expected.items())}
+            try:
+                states = connection.status(model.name) if connection else {}
+                served = {label: connection.label_version(model.name, label) if connection
+                          else None for label in expected}
+            except rollout.RolloutError as error:  # the registry is still worth showing
+                log(f"warning: {error}")
+                states, served = {}, dict.fromkeys(expected)
+            labels = {label: (version, served[label]) for label, version in sorted(expected.items())}
             rows = [{**row, "served": states.get(row["version"], ("", ""))[0]}
                     for row in tracker.model_versions(model.name)]
             wanted = set(expected.values()) or ({max(version_dirs(model.base_path))}

@@ -202,6 +202,10 @@ def test_bad_promotions_move_nothing(workdir, image_folder):
         promote.rollback(config, log=lambda line: None)
     assert int(mlflow.get_model_version_by_alias("tiny", "champion").version) == champion
     assert mlflow.get_registered_model("tiny").tags["champion_history"] == str(challenger)
+    warnings: list[str] = []
+    [state] = registry.status(config, log=warnings.append)  # the registry, and a warning
+    assert not state.agree and state.labels["stable"] == (champion, None)
+    assert any("unreachable" in line for line in warnings)
 
 
 def test_commands_say_in_one_line_when_there_is_nothing_to_serve_or_roll_back(workdir):
