@@ -122,6 +122,9 @@ def test_tune_promote_rollback_move_stable_live_with_no_failed_request(workdir, 
     try:
         assert client.latest() == weak
         strong = tune.run(config, log=lambda line: None).final.model_version
+        [status] = registry.status(config, log=lambda line: None)  # tune: canary live, stable kept
+        assert status.agree and status.labels["canary"] == (strong, strong)
+        assert client.latest() == weak
         lines: list[str] = []
         result = promote.run(config, log=lines.append)
         assert result.promoted and result.champion_after == strong, lines
