@@ -35,6 +35,8 @@ from serving.server.management import config as config_lib
 DOCKER_IMAGE = "tensorflow/serving"
 CONTAINER_MODELS = "/models"
 CONTAINER_CONFIG = "/config/models.config"
+# At start-up no version is loaded yet: TF Serving refuses labels on them without this.
+LABELS_FLAG = "allow_version_labels_for_unavailable_models"
 
 
 @dataclass
@@ -104,6 +106,8 @@ def _has_nvidia_gpu() -> bool:
 
 def plan(args, config, config_path: Path, *, binary: str | None, docker: bool, gpu: bool) -> Launch:
     """Return the Launch for this machine: binary first, then Docker, then ours."""
+    if has_labels(config) and not any(flag.startswith(f"--{LABELS_FLAG}") for flag in args.server_flags):
+        args.server_flags = [*args.server_flags, f"--{LABELS_FLAG}=true"]
     ports = [f"--port={args.grpc_port}", f"--rest_api_port={args.rest_port}"]
     if args.backend in ("auto", "binary") and binary:
         notes = [] if args.host == "0.0.0.0" else [
@@ -175,9 +179,6 @@ def main(argv: list[str] | None = None) -> int:
         config, config_path = _config_for(args)
     except ServingError as error:
         raise SystemExit(f"invalid model config: {error.message}") from None
-    if has_labels(config) and not any(flag.startswith("--allow_version_labels_for_unavailable_models")
-                                      for flag in args.server_flags):
-        args.server_flags.append("--allow_version_labels_for_unavailable_models")
     binary = shutil.which("tensorflow_model_server")
     docker = args.backend in ("auto", "docker") and not binary and _docker_works()
     launch = plan(args, config, config_path, binary=binary, docker=docker, gpu=docker and _has_nvidia_gpu())

@@ -47,3 +47,22 @@ def test_a_rollback_to_an_unloaded_version_waits_before_the_label_moves(tmp_path
     assert versions_of(load)["cnn"] == [1, 2] and labels_of(load)["cnn"]["stable"] == 2
     assert move == after and labels_of(move)["cnn"]["stable"] == 1
     assert rollout_steps(after, after, {"cnn": {1, 2}}) == []
+
+
+def test_a_labelled_config_starts_servers_that_accept_its_labels(tmp_path):
+    from serving import launch
+
+    labelled = build_config([ServedModel("cnn", tmp_path, {"champion": 1})])
+    plain = build_config([ServedModel("cnn", tmp_path)])
+    flag = "--allow_version_labels_for_unavailable_models=true"
+    for binary in ("/usr/bin/tensorflow_model_server", None):
+        command = launch.plan(launch.parse_args([]), labelled, tmp_path / "m.config",
+                              binary=binary, docker=False, gpu=False).command
+        assert command.count(flag) == 1
+        command = launch.plan(launch.parse_args([]), plain, tmp_path / "m.config",
+                              binary=binary, docker=False, gpu=False).command
+        assert flag not in command
+    given = launch.parse_args(["--", "--allow_version_labels_for_unavailable_models=false"])
+    command = launch.plan(given, labelled, tmp_path / "m.config", binary=None, docker=False,
+                          gpu=False).command
+    assert flag not in command  # the user's own choice stands
