@@ -96,7 +96,9 @@ def trained_exports(tmp_path_factory) -> dict[str, Path]:
         "train.insights": False, "train.epochs": 1, "train.early_stopping_patience": None,
         "data.batch_size": 32, "export.parity_examples": 8, "export.warmup_batch_sizes": [1, 4]}
     families = {
-        "cnn": {"data.source": "fashion_mnist", "data.max_examples": 300, "model.family": "cnn",
+        # Offline: TFDS's prepared copy or Debian's dataset-fashion-mnist (CI installs it).
+        "cnn": {"data.source": "fashion_mnist", "data.download": False,
+                "data.max_examples": 300, "model.family": "cnn",
                 "model.conv_blocks": 1, "model.filters": 4, "model.dense_units": 8},
         "rnn": {"data.source": "text_folder", "data.path": str(write_text_folder(root / "reviews")),
                 "data.sequence_length": 8, "data.test_fraction": 0.25, "model.family": "rnn", "model.units": 8,
