@@ -94,7 +94,9 @@ READS_data = CONFIG SET
 READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET WORKERS
 READS_tune = CONFIG TUNER TRIALS EPOCHS RETRAIN_EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE BATCH_SIZE NAME SET
 READS_promote = CONFIG MODEL MARGIN SET
-READS_serve = HOST GRPC_PORT REST_PORT MODEL_CONFIG
+READS_serve = CONFIG SET HOST GRPC_PORT REST_PORT MODEL_CONFIG
+READS_rollback = CONFIG MODEL SET
+READS_status = CONFIG SET
 READS_predict-grpc = CONFIG MODEL IMAGE COUNT HOST GRPC_PORT
 READS_predict-rest = CONFIG MODEL IMAGE COUNT HOST REST_PORT
 READS_mlflow-ui = CONFIG MLFLOW_PORT HOST
@@ -106,7 +108,7 @@ READS_bench-soak = RELOADS
 READS_test = PYTEST_ARGS
 READS_test-full = PYTEST_ARGS
 
-.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
+.PHONY: help venv data train tune promote rollback status serve predict-grpc predict-rest mlflow-ui bench \
 	bench-train bench-serve bench-soak bench-tune test test-full lint clean
 
 help: ## Show the targets, the variables each reads, and what every variable means
@@ -150,12 +152,22 @@ train: venv ## Train CONFIG, evaluate on the test split, export to saved_models/
 tune: venv ## Search CONFIG's space with KerasTuner, retrain the best for RETRAIN_EPOCHS (else EPOCHS), register it as challenger
 	@$(call with_fashion_mnist,$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS))
 
-promote: venv ## Make MODEL's (default: CONFIG's name) challenger the champion if it beats it on the test split by MARGIN
+promote: venv ## Gate MODEL's challenger in a real server, then make it champion if it beats it on the test split by MARGIN; live on `make serve`
 	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN)) $(OVERRIDES)
 
-serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501 until Ctrl-C: TF Serving, its Docker image, or ours
+serve: venv ## Serve the registry's champion (label stable) and challenger (canary), or MODEL_CONFIG, on gRPC 8500 / REST 8501 until Ctrl-C
+	@config="$(MODEL_CONFIG)"; registry=; \
+	if [ -z "$$config" ]; then \
+	  config=$$($(PY) -m pipeline serving-config --config $(CONFIG) $(OVERRIDES)) || exit $$?; registry=--from-registry; \
+	  echo "models.config written from the MLflow registry: $$config"; fi; \
 	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
-	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG))
+	  --model_config_file "$$config" $$registry
+
+rollback: venv ## Give MODEL's champion alias back to the previous champion (a running `make serve` follows live)
+	$(PY) -m pipeline rollback --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(OVERRIDES)
+
+status: venv ## Registry versions, aliases and accuracies beside what the running server has loaded; do they agree?
+	$(PY) -m pipeline status --config $(CONFIG) $(OVERRIDES)
 
 predict-grpc: venv ## Send IMAGE (or the first COUNT test images) to MODEL over gRPC; print classes
 	$(PY) -m serving.predict_demo --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \

@@ -56,14 +56,16 @@ def _reported_failures(interrupted: str | None = None) -> Iterator[None]:
     """
     from pipeline.config import ConfigError
     from pipeline.sources import DataError, MissingFashionMnist
+    from pipeline.stages.promote import PromotionError
     from serving.export import ExportError
+    from serving.rollout import RolloutError
 
     try:
         yield
     except MissingFashionMnist as error:
         # 3 tells the Makefile that installing Debian's dataset-fashion-mnist would help.
         _fail(error, 3)
-    except (ConfigError, DataError, ExportError) as error:
+    except (ConfigError, DataError, ExportError, PromotionError, RolloutError) as error:
         _fail(error, 2 if isinstance(error, ConfigError) else 1)
     except KeyboardInterrupt:
         if interrupted is None:
@@ -174,6 +176,77 @@ def promote(
         from pipeline.stages import promote as promote_stage
 
         promote_stage.run(run_config, model_name=model, log=lambda line: typer.echo(line))
+
+
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", help="Registered model name (default: the config's name).")]
+
+
+@app.command()
+def rollback(config: ConfigOption = None, model: ModelOption = None, set_: SetOption = None) -> None:
+    """Give `champion` back to the previous champion; a running `make serve` follows live."""
+    _quiet_tensorflow()
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.stages import promote as promote_stage
+
+        promote_stage.rollback(run_config, model_name=model, log=lambda line: typer.echo(line))
+
+
+@app.command("serving-config")
+def serving_config(
+    config: ConfigOption = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Where to write it (default: <export.base_dir>/models.config).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Write TF Serving's models.config from the registry (aliases -> version labels); print its path."""
+    _quiet_tensorflow()
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.stages import registry
+
+        path = registry.write_serving_config(run_config, output,
+                                             log=lambda line: typer.echo(line, err=True))
+    typer.echo(str(path))
+
+
+@app.command()
+def status(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Show each model's registry versions and aliases beside what the running server serves."""
+    _quiet_tensorflow()
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.stages import registry
+
+        results = registry.status(run_config, log=lambda line: typer.echo(line, err=True))
+    _print_status(results)
+    if any(result.server and not result.agree for result in results):
+        raise typer.Exit(1)
+
+
+def _print_status(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for result in results:
+        table = Table(title=f"{result.name}: registry vs server "
+                      f"{result.server or '(none running: `make serve`)'}")
+        for column in ("version", "aliases", "test_accuracy", "run id", "served"):
+            table.add_column(column)
+        for row in result.versions:
+            accuracy = row["test_accuracy"]
+            table.add_row(str(row["version"]), ", ".join(row["aliases"]),
+                          "" if accuracy is None else f"{accuracy:.4f}", row["run_id"] or "",
+                          row["served"])
+        console.print(table)
+        for label, (registry_version, served_version) in result.labels.items():
+            console.print(f"  label {label}: registry -> {registry_version}, "
+                          f"server -> {served_version if served_version is not None else '-'}")
+        if result.server:
+            console.print("  [green]server and registry agree[/green]" if result.agree
+                          else "  [red]server and registry DISAGREE[/red]")
 
 
 @app.command()

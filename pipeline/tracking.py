@@ -373,6 +373,46 @@ class Tracker:
         return Path(download_artifacts(artifact_uri=source, dst_path=str(destination),
                                        tracking_uri=self.tracking_uri))
 
+    # --- the registry as plain data, for serving (serving/ never sees MLflow objects) ------
+
+    def registered_models(self) -> list[dict[str, Any]]:
+        """Return [{"name", "aliases": {alias: version}, "tags": {...}}] for every model."""
+        found = self.client.search_registered_models(max_results=1000)
+        return [{"name": model.name,
+                 "aliases": {alias: int(version) for alias, version in (model.aliases or {}).items()},
+                 "tags": dict(model.tags or {})} for model in found]
+
+    def model_versions(self, model_name: str) -> list[dict[str, Any]]:
+        """Return [{"version", "run_id", "aliases", "tags", "test_accuracy"}], newest first."""
+        try:
+            found = self.client.search_model_versions(f"name = '{model_name}'")
+            aliases = self.client.get_registered_model(model_name).aliases or {}
+        except MlflowException:
+            return []
+        rows = []
+        for version in found:
+            try:
+                metrics = self.client.get_run(version.run_id).data.metrics if version.run_id else {}
+            except MlflowException:
+                metrics = {}
+            rows.append({"version": int(version.version), "run_id": version.run_id,
+                         # Searches leave a version's aliases out; the model lists them all.
+                         "aliases": sorted(alias for alias, number in aliases.items()
+                                           if str(number) == str(version.version)),
+                         "tags": dict(version.tags or {}),
+                         "test_accuracy": metrics.get("test_accuracy")})
+        return sorted(rows, key=lambda row: row["version"], reverse=True)
+
+    def model_tag(self, model_name: str, key: str) -> str | None:
+        """Return a tag of the registered model (not of a version), None if unset."""
+        try:
+            return self.client.get_registered_model(model_name).tags.get(key)
+        except MlflowException:
+            return None
+
+    def set_model_tag(self, model_name: str, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(model_name, key, value)
+
 
 @contextmanager
 def _default_tracking_uri(uri: str) -> Iterator[None]:

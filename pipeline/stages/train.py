@@ -322,6 +322,10 @@ def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Trac
             version = registered
         else:
             version = max(export.version_dirs(staged.model_dir), default=0) + 1
+        lineage = export.write_lineage(staged, model_name=config.name, version=version,
+                                       run_id=mlflow_run.run_id,
+                                       registered=registered is not None)
+        mlflow_run.log_artifact(lineage, "saved_model/assets.extra")
         path = export.publish(staged, version)
     except BaseException:
         export.discard(staged)
@@ -333,6 +337,8 @@ def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Trac
     mlflow_run.set_tags({"export_path": str(path.resolve()), "model_version": version})
     tracker.set_model_tags(model_id, {"export_path": str(path.resolve()),
                                       "model_version": version})
+    if registered is not None:  # the registry links the version to the folder that is served
+        tracker.tag_version(config.name, registered, "export_path", str(path.resolve()))
     log(f"exported {path} (parity max |diff| {staged.parity_max_abs_diff:.2g})")
     return path, version, model_id
 

@@ -4,7 +4,8 @@ Everything here runs in the chief (or the only) process once the search has ende
 parent MLflow run gets the trial table (Markdown and JSON) and a figure of each
 hyperparameter against the objective; the best trial's values are retrained on the full
 data (`tune.final: retrain`) or its best checkpoint restored (`restore`), evaluated,
-exported, registered, and given the registry alias `challenger`.
+exported, registered, and given the registry alias `challenger` (a running `make serve`
+loads it first and labels it `canary`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 from pipeline.config import ModelConfig, RunConfig
 from pipeline.fitting.hypermodel import shown
 from pipeline.reports import plots
-from pipeline.stages import train
+from pipeline.stages import registry, train
 from pipeline.stages.data import make_datasets
 from pipeline.tracking import Run, Tracker
+from serving.rollout import RolloutError
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,22 @@ def conclude(config: RunConfig, tuner, tracker: Tracker, parent: Run, project: P
     log(f"best trial {best.trial_id}: {objective} {best.score:.4f} | {shown_values}")
     final = _final_model(config, tuner, best.trial_id, values, tracker, parent, project, log)
     if final.model_version is not None:
-        tracker.set_alias(config.name, "challenger", final.model_version)
+        _set_challenger(config, tracker, final.model_version, log)
         log(f"registered {config.name} version {final.model_version} as challenger "
             f"(test_accuracy {final.metrics.get('test_accuracy', float('nan')):.4f})")
     parent.log_metrics({f"final_{key}": value for key, value in final.metrics.items()})
     tracker.close_run(parent, "FINISHED")
     return TuneResult(parent.run_id, values, best.score, rows, final)
+
+
+def _set_challenger(config: RunConfig, tracker: Tracker, version: int, log) -> None:
+    """Give `version` the alias `challenger`; a running `make serve` loads it as `canary` first."""
+    try:
+        registry.move_aliases(config, tracker, config.name, {"challenger": version}, log)
+    except RolloutError as error:  # the sweep's result is kept whatever the server says
+        tracker.set_alias(config.name, "challenger", version)
+        log(f"warning: {error}; version {version} is the challenger in the registry, and the "
+            "server will load it at the next promotion, rollback or `make serve`")
 
 
 def _final_model(config: RunConfig, tuner, trial_id: str, values: dict[str, Any],

@@ -4,6 +4,9 @@ TF Serving exports TensorFlow's monitoring registry, renaming '/tensorflow/servi
 ':tensorflow:serving:x' (util/prometheus_exporter.cc). The same names, labels and bucket
 limits (exponential, scale 10, growth 1.8, 33 buckets, in microseconds) are kept here, so
 dashboards built for the real server work unchanged; prometheus_client writes the page.
+One metric of our own, `tfpipe_model_lineage_info`, names the MLflow run and registered
+version of each loaded version (from its assets.extra/), so a dashboard can tell which
+training run answers.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counters = {key: {} for key in self._COUNTERS}
         self._histograms = {key: {} for key in self._HISTOGRAMS}
+        self._lineage: dict[tuple[str, int], dict[str, str]] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)
 
@@ -61,6 +65,14 @@ class Metrics:
             if labels not in cells:
                 cells[labels] = _Histogram()
             cells[labels].observe(value)
+
+    def set_lineage(self, model_name: str, version: int, lineage: dict[str, str]) -> None:
+        """Show a loaded version's lineage (run id, registered version), or stop showing it ({})."""
+        with self._lock:
+            if lineage:
+                self._lineage[(model_name, version)] = lineage
+            else:
+                self._lineage.pop((model_name, version), None)
 
     def first_point(self, path: str) -> int:
         """Return the first cell of the counter named `path` (TF's name), 0 if it has none.
@@ -83,6 +95,14 @@ class Metrics:
                 yield family
             for key, (path, documentation, label_names) in self._HISTOGRAMS.items():
                 yield _histogram_family(path, documentation, label_names, self._histograms[key])
+            family = Metric("tfpipe_model_lineage", "The MLflow run and registered version of "
+                            "each loaded model version.", "info")
+            for (model_name, version), lineage in sorted(self._lineage.items()):
+                family.add_sample("tfpipe_model_lineage_info", {
+                    "model_name": model_name, "version": str(version),
+                    "run_id": lineage.get("run_id", ""),
+                    "registered_version": lineage.get("version", "")}, 1)
+            yield family
 
     def page(self) -> bytes:
         """Return the text exposition page."""
