@@ -69,7 +69,8 @@ class ModelServer:
         if options.enable_batching:
             params = (protos.parse_text_file(options.batching_parameters_file, "BatchingParameters")
                       if options.batching_parameters_file else None)
-            self.scheduler = BatchScheduler(BatchingOptions.from_proto(params) if params else BatchingOptions())
+            self.scheduler = BatchScheduler(BatchingOptions.from_proto(params) if params else BatchingOptions(),
+                                            self.metrics)
         self.manager = ModelManager(self._manager_options())
         self.manager.reload(self._initial_config())
         self.manager.start_polling()
