@@ -31,6 +31,16 @@ IMAGE ?=
 COUNT ?= 5
 RELOADS ?= 50
 PYTEST_ARGS ?=
+# serve: TF Serving's batching and monitoring flags (BATCHING=1 BATCHING_PARAMS=file MONITORING=1),
+# and any other server flag (SERVER_FLAGS="--flag=value ...")
+BATCHING ?=
+BATCHING_PARAMS ?=
+MONITORING ?=
+SERVER_FLAGS ?=
+SERVE_SERVER_FLAGS = $(strip $(if $(or $(filter 1 yes true,$(BATCHING)),$(BATCHING_PARAMS)),--enable_batching) \
+	$(if $(BATCHING_PARAMS),--batching_parameters_file=$(abspath $(BATCHING_PARAMS))) \
+	$(if $(filter 1 yes true,$(MONITORING)),--monitoring_config_file=$(CURDIR)/configs/serving/monitoring.config) \
+	$(SERVER_FLAGS))
 # TensorFlow's C++ INFO and WARNING lines off (not the few it prints while importing); 0 shows them.
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_CPP_MIN_LOG_LEVEL
@@ -81,9 +91,10 @@ tune: data ## Search CONFIG's space with KerasTuner (TUNER TRIALS EPOCHS OBJECTI
 promote: venv ## Make MODEL's (default: CONFIG's name) challenger the champion if it beats it on the test split (MARGIN)
 	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN))
 
-serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501: TF Serving, its Docker image, or ours
+serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501: TF Serving, its Docker image, or ours (BATCHING=1 BATCHING_PARAMS MONITORING=1 SERVER_FLAGS)
 	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
-	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG))
+	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG)) \
+	  $(if $(SERVE_SERVER_FLAGS),-- $(SERVE_SERVER_FLAGS))
 
 predict-grpc: venv ## Send IMAGE (or the first COUNT test images) to MODEL over gRPC; print classes
 	$(PY) -m serving.predict_demo --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
