@@ -37,6 +37,9 @@ BATCHING ?=
 BATCHING_PARAMS ?=
 MONITORING ?=
 SERVER_FLAGS ?=
+# tune-batching: p99 bound (ms); TUNE_BATCHING_FLAGS="--max-batch-sizes 8,16,32 --concurrency 8,32 ..."
+SLO_MS ?= 20
+TUNE_BATCHING_FLAGS ?=
 SERVE_SERVER_FLAGS = $(strip $(if $(or $(filter 1 yes true,$(BATCHING)),$(BATCHING_PARAMS)),--enable_batching) \
 	$(if $(BATCHING_PARAMS),--batching_parameters_file=$(abspath $(BATCHING_PARAMS))) \
 	$(if $(filter 1 yes true,$(MONITORING)),--monitoring_config_file=$(CURDIR)/configs/serving/monitoring.config) \
@@ -58,7 +61,7 @@ PREDICT_INPUT := $(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 
 .PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
-	bench-train bench-serve bench-soak bench-tune test test-full lint clean
+	bench-train bench-serve bench-soak bench-tune tune-batching test test-full lint clean
 
 help: ## Show the targets and the variables they read
 	@echo "Usage: make <target> [CONFIG=... EPOCHS=... BATCH_SIZE=... NAME=... SET='a.b=1 c.d=2']"
@@ -120,8 +123,12 @@ bench-train: data ## Time to 0.90/0.92/0.93 test accuracy vs bare Keras, speed c
 bench-tune: data ## Resident memory across 20 small trials of one sweep (no growth from trial to trial)
 	$(PY) -m pipeline.bench.tune --config $(CONFIG) $(OVERRIDES)
 
-bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in-process SavedModel call
+bench-serve: venv ## gRPC/REST latency next to the in-process call; batching off/on at 1-64 clients vs the in-process ceiling (~4 min)
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench --output-dir bench/results
+
+tune-batching: venv ## Sweep batching parameters with real clients; keep the fastest with p99 <= SLO_MS (batching_parameters.txt, MLflow)
+	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.tune_batching --slo-ms $(SLO_MS) \
+	  --output-dir bench/results $(TUNE_BATCHING_FLAGS)
 
 bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
 	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
