@@ -26,6 +26,7 @@ CONCURRENCY = (1, 8, 32, 64)
 PROTOCOLS = ("grpc", "rest")
 _QUEUING = ":tensorflow:serving:batching_session:queuing_latency"
 _PROCESSED = ":tensorflow:serving:batching_session:processed_batch_size"
+_PADDING = ":tensorflow:serving:batching_session:padding_size"
 _RUNS = ":tensorflow:serving:batching_session:wrapped_run_count"
 
 
@@ -35,19 +36,21 @@ def scrape(rest_port: int, path: str) -> dict[str, float]:
     totals: dict[str, float] = {}
     for line in page.splitlines():
         name = line.split("{")[0].split(" ")[0]
-        if name in (f"{_QUEUING}_sum", f"{_QUEUING}_count", f"{_PROCESSED}_sum", f"{_PROCESSED}_count", _RUNS):
+        if name in (f"{_QUEUING}_sum", f"{_QUEUING}_count", f"{_PROCESSED}_sum", f"{_PROCESSED}_count",
+                    f"{_PADDING}_sum", _RUNS):
             totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     return totals
 
 
 def batching_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Return mean queueing (ms) and mean processed batch size between two scrapes."""
+    """Return mean queueing (ms) and mean rows per batch (padding excluded) between two scrapes."""
     def delta(name):
         return after.get(name, 0.0) - before.get(name, 0.0)
 
     queued, batches = delta(f"{_QUEUING}_count"), delta(f"{_PROCESSED}_count")
     return {"mean_queuing_ms": round(delta(f"{_QUEUING}_sum") / queued / 1e3, 3) if queued else float("nan"),
-            "mean_processed_batch": round(delta(f"{_PROCESSED}_sum") / batches, 2) if batches else float("nan")}
+            "mean_processed_batch": round((delta(f"{_PROCESSED}_sum") - delta(f"{_PADDING}_sum")) / batches, 2)
+            if batches else float("nan")}
 
 
 def in_process_rate(call: Callable, batch: int, seconds: float) -> dict[str, float]:

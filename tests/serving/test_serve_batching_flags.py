@@ -49,7 +49,7 @@ def test_make_serve_passes_batching_and_monitoring_flags(model_store, tmp_path):
         page = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics",
                                       timeout=30).read().decode()
         assert ":tensorflow:serving:batching_session:wrapped_run_count 1.0" in page
-        assert ':tensorflow:serving:batching_session:padding_size_count{execution_batch_size="8"} 1.0' in page
+        assert ":tensorflow:serving:batching_session:processed_batch_size_sum 3.0" in page
     finally:
         os.killpg(process.pid, signal.SIGINT)
         process.communicate(timeout=60)
