@@ -214,3 +214,24 @@ def test_detach_drains_the_servable_queue(model_store):
         thread.join(timeout=10)
     scheduler.stop()
     assert sorted(float(result["y"][0, 0]) for result in results) == [2.0, 2.5, 3.0, 3.5, 4.0]
+
+
+def test_batches_larger_than_the_default_handler_threads_form(model_store, start_server, tmp_path):
+    # A batching call holds its handler thread until its batch runs: with the default 4
+    # threads per core, 40 concurrent calls could never share fewer than 40 / (4 * cores) runs.
+    (tmp_path / "batching.config").write_text(
+        "max_batch_size { value: 64 } batch_timeout_micros { value: 500000 } num_batch_threads { value: 1 }")
+    (tmp_path / "monitoring.config").write_text('prometheus_config { enable: true, path: "/metrics" }')
+    server = start_server([f"--model_base_path={model_store['hpt_v1'].parent}", "--model_name=hpt",
+                           "--enable_batching", f"--batching_parameters_file={tmp_path / 'batching.config'}",
+                           f"--monitoring_config_file={tmp_path / 'monitoring.config'}"])
+    clients = [GrpcClient("127.0.0.1", server.grpc_port) for _ in range(40)]
+    xs = [np.full((1, 1), index, np.float32) for index in range(40)]
+    results = run_concurrently([lambda c=c, x=x: c.predict("hpt", {"x": x}) for c, x in zip(clients, xs, strict=True)])
+    for x, result in zip(xs, results, strict=True):
+        np.testing.assert_allclose(result["y"], 0.5 * x + 2)
+    page = urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/metrics", timeout=30).read().decode()
+    runs = next(float(line.split()[-1]) for line in page.splitlines()
+                if line.startswith(":tensorflow:serving:batching_session:wrapped_run_count "))
+    assert runs <= 3, page
+    assert server.stop() == 0
