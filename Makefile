@@ -206,7 +206,7 @@ bench-train: data ## Time to 0.90/0.92/0.93 test accuracy vs bare Keras, speed c
 bench-tune: data ## Resident memory across 20 small trials of one sweep (no growth from trial to trial)
 	$(PY) -m pipeline.bench.tune --config $(CONFIG) $(OVERRIDES)
 
-bench-serve: venv ## gRPC/REST latency next to the in-process call; batching off/on at 1-64 clients vs the in-process ceiling (~4 min)
+bench-serve: venv ## gRPC/REST latency next to the in-process call; batching off/on at 1-64 clients vs the in-process ceiling (~5 min)
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench --output-dir bench/results
 
 tune-batching: venv ## Sweep batching parameters with real clients; keep the fastest with p99 <= SLO_MS (batching_parameters.txt, MLflow)
