@@ -59,6 +59,23 @@ COUNT ?= 5
 RELOADS ?= 50
 #> PYTEST_ARGS  extra pytest arguments, e.g. PYTEST_ARGS="-k export -x"
 PYTEST_ARGS ?=
+# serve: TF Serving's batching and monitoring flags, and any other server flag
+#> BATCHING  serve: 1/yes/true/on starts the server with --enable_batching
+BATCHING ?=
+#> BATCHING_PARAMS  serve: a BatchingParameters text file for --batching_parameters_file (implies BATCHING)
+BATCHING_PARAMS ?=
+#> MONITORING  serve: 1/yes/true/on adds --monitoring_config_file=configs/serving/monitoring.config (Prometheus)
+MONITORING ?=
+#> SERVER_FLAGS  serve: any other server flags, e.g. SERVER_FLAGS="--rest_api_timeout_in_ms=5000"
+SERVER_FLAGS ?=
+#> SLO_MS    tune-batching: the p99 latency bound (ms) the chosen batching configuration meets
+SLO_MS ?= 20
+#> TUNE_BATCHING_FLAGS  tune-batching: sweep options, e.g. "--max-batch-sizes 8,16,32 --concurrency 8,32"
+TUNE_BATCHING_FLAGS ?=
+SERVE_SERVER_FLAGS = $(strip $(if $(or $(call yes,BATCHING),$(BATCHING_PARAMS)),--enable_batching) \
+	$(if $(BATCHING_PARAMS),--batching_parameters_file=$(abspath $(BATCHING_PARAMS))) \
+	$(if $(call yes,MONITORING),--monitoring_config_file=$(CURDIR)/configs/serving/monitoring.config) \
+	$(SERVER_FLAGS))
 #> TF_CPP_MIN_LOG_LEVEL  TensorFlow's C++ log level: 2 hides INFO and WARNING lines, 0 shows them
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_CPP_MIN_LOG_LEVEL
@@ -94,9 +111,10 @@ READS_data = CONFIG SET
 READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET WORKERS
 READS_tune = CONFIG TUNER TRIALS EPOCHS RETRAIN_EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE BATCH_SIZE NAME SET
 READS_promote = CONFIG MODEL MARGIN SET
-READS_serve = CONFIG SET HOST GRPC_PORT REST_PORT MODEL_CONFIG
+READS_serve = CONFIG SET HOST GRPC_PORT REST_PORT MODEL_CONFIG BATCHING BATCHING_PARAMS MONITORING SERVER_FLAGS
 READS_rollback = CONFIG MODEL SET
 READS_status = CONFIG SET
+READS_tune-batching = SLO_MS TUNE_BATCHING_FLAGS
 READS_predict-grpc = CONFIG MODEL IMAGE COUNT HOST GRPC_PORT
 READS_predict-rest = CONFIG MODEL IMAGE COUNT HOST REST_PORT
 READS_mlflow-ui = CONFIG MLFLOW_PORT HOST
@@ -109,7 +127,7 @@ READS_test = PYTEST_ARGS
 READS_test-full = PYTEST_ARGS
 
 .PHONY: help venv data train tune promote rollback status serve predict-grpc predict-rest mlflow-ui bench \
-	bench-train bench-serve bench-soak bench-tune test test-full lint clean
+	bench-train bench-serve bench-soak bench-tune tune-batching test test-full lint clean
 
 help: ## Show the targets, the variables each reads, and what every variable means
 	@echo "Usage: make <target> [VARIABLE=value ...]   e.g. make train EPOCHS=3 SET='model.filters=16'"
@@ -155,13 +173,14 @@ tune: venv ## Search CONFIG's space with KerasTuner, retrain the best for RETRAI
 promote: venv ## Gate MODEL's challenger in a real server, then make it champion if it beats it on the test split by MARGIN; live on `make serve`
 	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN)) $(OVERRIDES)
 
-serve: venv ## Serve the registry's champion (label stable) and challenger (canary), or MODEL_CONFIG, on gRPC 8500 / REST 8501 until Ctrl-C
+serve: venv ## Serve the registry's champion (label stable) and challenger (canary), or MODEL_CONFIG, on gRPC 8500 / REST 8501 until Ctrl-C (BATCHING=1 BATCHING_PARAMS MONITORING=1 SERVER_FLAGS)
 	@config="$(MODEL_CONFIG)"; registry=; \
 	if [ -z "$$config" ]; then \
 	  config=$$($(PY) -m pipeline serving-config --config $(CONFIG) $(OVERRIDES)) || exit $$?; registry=--from-registry; \
 	  echo "models.config written from the MLflow registry: $$config"; fi; \
 	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
-	  --model_config_file "$$config" $$registry
+	  --model_config_file "$$config" $$registry \
+	  $(if $(SERVE_SERVER_FLAGS),-- $(SERVE_SERVER_FLAGS))
 
 rollback: venv ## Give MODEL's champion alias back to the previous champion (a running `make serve` follows live)
 	$(PY) -m pipeline rollback --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(OVERRIDES)
@@ -200,8 +219,12 @@ bench-train: data ## Time to 0.90/0.92/0.93 test accuracy vs bare Keras, speed c
 bench-tune: data ## Resident memory across 20 small trials of one sweep (no growth from trial to trial)
 	$(PY) -m pipeline.bench.tune --config $(CONFIG) $(OVERRIDES)
 
-bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in-process SavedModel call
+bench-serve: venv ## gRPC/REST latency next to the in-process call; batching off/on at 1-64 clients vs the in-process ceiling (~5 min)
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench --output-dir bench/results
+
+tune-batching: venv ## Sweep batching parameters with real clients; keep the fastest with p99 <= SLO_MS (batching_parameters.txt, MLflow)
+	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.tune_batching --slo-ms $(SLO_MS) \
+	  --output-dir bench/results $(TUNE_BATCHING_FLAGS)
 
 bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
 	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
@@ -251,4 +274,4 @@ UNREAD := $(strip $(foreach v,$(KNOWN_VARIABLES),$(if $(filter command line,$(or
 ifneq ($(UNREAD),)
 $(error $(firstword $(UNREAD))=$($(firstword $(UNREAD))) is not read by `make $(or $(MAKECMDGOALS),help)`$(if $(strip $(foreach goal,$(MAKECMDGOALS),$(READS_$(goal)))), (it reads $(sort $(foreach goal,$(MAKECMDGOALS),$(READS_$(goal))))),); `make help` lists what each target reads)
 endif
-YES_NO_CHECKED := $(call yes,OVERWRITE) $(call yes,GPU,auto)
+YES_NO_CHECKED := $(call yes,OVERWRITE) $(call yes,GPU,auto) $(call yes,BATCHING) $(call yes,MONITORING)

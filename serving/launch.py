@@ -7,6 +7,9 @@
    Docker image if `docker info` works (the -gpu tag and --gpus all when nvidia-smi sees a
    GPU; model folders mounted read-only and base paths rewritten to the container's);
    else the compatible server, `python -m serving`.
+Server flags after `--` go to whichever server starts; the files that
+--batching_parameters_file and --monitoring_config_file name must exist, and are copied
+beside the container's models.config for Docker.
 It prints which one it started and where, and stops it cleanly on Ctrl-C. While it runs,
 `<models dir>/.server.json` records its ports and config file, so `make promote` and `make
 rollback` can reload it live (serving/rollout.py). A config with version labels starts the
@@ -37,6 +40,7 @@ CONTAINER_MODELS = "/models"
 CONTAINER_CONFIG = "/config/models.config"
 # At start-up no version is loaded yet: TF Serving refuses labels on them without this.
 LABELS_FLAG = "allow_version_labels_for_unavailable_models"
+FLAG_FILES = ("batching_parameters_file", "monitoring_config_file")
 
 
 @dataclass
@@ -85,6 +89,26 @@ def container_config(config):
     return rewritten, mounts
 
 
+def check_flag_files(flags: list[str]) -> None:
+    """Exit with one line naming the flag if a file-valued server flag names no file."""
+    for flag in flags:
+        name, _, value = flag.lstrip("-").partition("=")
+        if name in FLAG_FILES and not Path(value).is_file():
+            raise SystemExit(f"--{name}: no such file: {value!r}")
+
+
+def container_flags(flags: list[str], staging: Path) -> list[str]:
+    """Return `flags` with file-valued flags copied into `staging` (mounted at /config)."""
+    rewritten = []
+    for flag in flags:
+        name, _, value = flag.lstrip("-").partition("=")
+        if name in FLAG_FILES:
+            shutil.copyfile(value, staging / f"{name}.txt")
+            flag = f"--{name}=/config/{name}.txt"
+        rewritten.append(flag)
+    return rewritten
+
+
 def _docker_works() -> bool:
     if shutil.which("docker") is None:
         return False
@@ -125,7 +149,7 @@ def plan(args, config, config_path: Path, *, binary: str | None, docker: bool, g
         for host_path, container_path in mounts:
             command += ["-v", f"{host_path}:{container_path}:ro"]
         command += (["--gpus", "all"] if gpu else []) + [image, f"--model_config_file={CONTAINER_CONFIG}",
-                                                         *args.server_flags]
+                                                         *container_flags(args.server_flags, staging)]
         return Launch("docker", command, staging / "models.config", [f"image {image}"])
     if args.backend not in ("auto", "compatible"):
         raise SystemExit(f"--backend {args.backend} is not available on this machine; use auto or compatible")
@@ -175,6 +199,7 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     """Start the chosen server, wait for it, stop it on Ctrl-C; return its exit code."""
     args = parse_args(argv)
+    check_flag_files(args.server_flags)
     try:
         config, config_path = _config_for(args)
     except ServingError as error:
