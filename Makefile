@@ -28,6 +28,7 @@ HOST ?= 127.0.0.1
 GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 IMAGE ?=
+TEXT ?=
 COUNT ?= 5
 RELOADS ?= 50
 PYTEST_ARGS ?=
@@ -44,7 +45,7 @@ TUNE_FLAGS := $(if $(TUNER),--tuner $(TUNER)) $(if $(TRIALS),--max-trials $(TRIA
 	$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) \
 	$(if $(EXECUTIONS),--executions $(EXECUTIONS)) $(if $(WORKERS),--workers $(WORKERS)) \
 	$(if $(filter 1 yes true,$(OVERWRITE)),--overwrite) $(OVERRIDES)
-PREDICT_INPUT := $(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT))
+PREDICT_INPUT := $(if $(TEXT),--text "$(TEXT)",$(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT)))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 
 .PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
@@ -63,12 +64,14 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Create .venv with every dependency (once; again when pyproject.toml changes)
 
-data: venv ## Find or fetch CONFIG's data and print its identity (Fashion-MNIST: TFDS, else Debian's files)
+data: venv ## Find or fetch CONFIG's data and print its identity; installs the Debian packages it needs (Fashion-MNIST, fortunes)
 	@$(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES); status=$$?; \
 	if [ $$status -eq 3 ]; then \
-	  echo "installing Debian's package dataset-fashion-mnist (offline copy of Fashion-MNIST)"; \
-	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null \
-	    || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	  packages="$$($(PY) -m pipeline packages --config $(CONFIG) $(OVERRIDES))"; \
+	  [ -n "$$packages" ] || exit 3; \
+	  echo "installing Debian's packages $$packages"; \
+	  $(SUDO) apt-get install -y -q $$packages >/dev/null \
+	    || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $$packages >/dev/null; } \
 	    && $(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES); \
 	else exit $$status; fi
 
@@ -85,11 +88,11 @@ serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501:
 	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
 	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG))
 
-predict-grpc: venv ## Send IMAGE (or the first COUNT test images) to MODEL over gRPC; print classes
+predict-grpc: venv ## Send TEXT, IMAGE (or the first COUNT test examples) to MODEL over gRPC; print classes
 	$(PY) -m serving.predict_demo --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
 	  --host $(HOST) --port $(GRPC_PORT)
 
-predict-rest: venv ## Send IMAGE (or the first COUNT test images) to MODEL over REST; print classes
+predict-rest: venv ## Send TEXT, IMAGE (or the first COUNT test examples) to MODEL over REST; print classes
 	$(PY) -m serving.predict_demo --protocol rest $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
 	  --host $(HOST) --port $(REST_PORT)
 

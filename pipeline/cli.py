@@ -161,15 +161,25 @@ def data(config: ConfigOption = None, set_: SetOption = None) -> None:
     _quiet_tensorflow()
     with _reported_failures():
         run_config = _load(config, {}, set_)
-        from pipeline.sources import MissingFashionMnist
+        from pipeline.sources import MissingPackages
         from pipeline.stages import data as data_stage
 
         try:
             summary = data_stage.run(run_config.data, run_config.seed)
-        except MissingFashionMnist as error:
-            # 3 tells `make data` that installing Debian's dataset-fashion-mnist would help.
+        except MissingPackages as error:
+            # 3 tells `make data` that installing Debian packages would help (`packages`).
             _fail(error, 3)
     typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@app.command()
+def packages(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Print the Debian packages the configured data needs and lacks, space-separated."""
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.sources import missing_debian_packages
+
+        typer.echo(" ".join(missing_debian_packages(run_config.data)))
 
 
 @app.command("config")

@@ -1,12 +1,14 @@
 """`python -m serving.predict_demo`: what `make predict-grpc` / `make predict-rest` run.
 
-Sends a pipeline config's first test images (uint8 pixels, through serving_default) or
-image files (encoded, through predict_image_bytes) to the model named in the config, and
+Sends a pipeline config's first test examples (uint8 pixels or strings, through
+serving_default), image files (encoded, through predict_image_bytes) or strings of text
+(`--text`, through serving_default's `text` input) to the model named in the config, and
 prints the classes next to the true ones. Reading the test split needs the pipeline, so
 this lives beside the client rather than in it: `serving.client` stays installable alone.
 
     python -m serving.predict_demo --config configs/fashion_cnn.yaml --test-images 5
     python -m serving.predict_demo --protocol rest --port 8501 --image shirt.png
+    python -m serving.predict_demo --config configs/fortunes_langid.yaml --text "Der Hund schläft"
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ import typer
 from serving.client.cli import (
     BYTES_INPUT,
     BYTES_SIGNATURE,
-    PIXELS_INPUT,
     PIXELS_SIGNATURE,
+    TEXT_INPUT,
     image_bytes,
     predict_and_show,
 )
 
 
-def read_test_images(config_path: Path, count: int) -> tuple[str, np.ndarray, list[str]]:
-    """Return (model name, the first `count` test inputs, their true class names) of a config."""
+def read_test_examples(config_path: Path, count: int
+                       ) -> tuple[str, str, np.ndarray, list[str]]:
+    """Return (model name, input name, the first `count` test inputs, their true classes)."""
     from pipeline.config import load_config
     from pipeline.stages.data import load_source
 
@@ -38,7 +41,7 @@ def read_test_images(config_path: Path, count: int) -> tuple[str, np.ndarray, li
     for value, label in source.splits["test"].examples.take(count).as_numpy_iterator():
         inputs.append(value)
         labels.append(source.class_names[int(label)])
-    return run_config.name, np.stack(inputs), labels
+    return run_config.name, source.input_spec.name, np.stack(inputs), labels
 
 
 def main(
@@ -47,6 +50,8 @@ def main(
     model: str = typer.Option(None, help="Model name (default: the name in --config)."),
     image: Annotated[list[Path] | None, typer.Option(
         help="PNG/JPEG file(s), sent encoded through predict_image_bytes.")] = None,
+    text: Annotated[list[str] | None, typer.Option(
+        help="String(s) for a text model, sent as its `text` input.")] = None,
     test_images_count: Annotated[int, typer.Option(
         "--test-images", help="Send the first N test images of --config as pixels.")] = 5,
     protocol: str = typer.Option("grpc", help="grpc or rest."),
@@ -55,18 +60,21 @@ def main(
     top_k: int = typer.Option(3, help="How many classes to list per example."),
     timeout: float = typer.Option(30.0, help="Seconds to wait for the answer."),
 ):
-    """Send test images (or image files) to a served model and print its classes."""
+    """Send test examples (or image files, or text) to a served model and print its classes."""
     truth = None
-    if image:
+    if image or text:
         if model is None:
             from pipeline.config import load_config
 
             model = load_config(config).name
-        signature, inputs = BYTES_SIGNATURE, {BYTES_INPUT: image_bytes(list(image))}
+        if text:
+            signature, inputs = PIXELS_SIGNATURE, {TEXT_INPUT: np.array(text, dtype=object)}
+        else:
+            signature, inputs = BYTES_SIGNATURE, {BYTES_INPUT: image_bytes(list(image))}
     else:
-        name, pixels, truth = read_test_images(config, test_images_count)
+        name, input_name, values, truth = read_test_examples(config, test_images_count)
         model = model or name
-        signature, inputs = PIXELS_SIGNATURE, {PIXELS_INPUT: pixels}
+        signature, inputs = PIXELS_SIGNATURE, {input_name: values}
     predict_and_show(protocol, host, port, timeout, model, lambda client: (signature, inputs),
                      top_k=top_k, truth=truth)
 

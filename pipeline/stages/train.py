@@ -31,7 +31,7 @@ from pipeline.fitting.hardware import (
     set_jit_compile,
 )
 from pipeline.reports.insights import log_insights
-from pipeline.stages import evaluate
+from pipeline.stages import baseline, evaluate
 from pipeline.stages.data import Datasets, make_datasets
 from pipeline.tracking import Run, Tracker
 from serving import export
@@ -124,6 +124,8 @@ def finish(model: keras.Model, data: Datasets, config: RunConfig, tracker: Track
     """
     serving_model = _serving_model(model, data, config, mlflow_run)
     metrics = evaluate.run(serving_model, data, mlflow_run)
+    if config.train.baseline != "none":
+        metrics.update(baseline.run(data, mlflow_run))
     if config.train.insights:
         _log_insights(serving_model, data, mlflow_run, log)
     export_path, version = _export(serving_model, data, config, tracker, mlflow_run, log)

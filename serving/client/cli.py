@@ -29,6 +29,7 @@ SAMPLE_IMAGE = Path(__file__).parent / "samples" / "digit_7.png"
 # The exporter's signatures: encoded images, and uint8 pixels.
 BYTES_SIGNATURE, BYTES_INPUT = "predict_image_bytes", "image_bytes"
 PIXELS_SIGNATURE, PIXELS_INPUT = "serving_default", "image"
+TEXT_INPUT = "text"  # a text model's serving_default input: one string per example
 
 
 def image_bytes(paths: list[Path]) -> np.ndarray:
@@ -76,7 +77,7 @@ def show(outputs: dict[str, np.ndarray], top_k: int, truth: list[str] | None = N
         console.print(table)
     if truth and class_names is not None:
         hits = sum(class_names[row].decode() == truth[row] for row in range(len(truth)))
-        console.print(f"{hits}/{len(truth)} test images classified correctly")
+        console.print(f"{hits}/{len(truth)} test examples classified correctly")
 
 
 def predict_and_show(protocol: str, host: str, port: int | None, timeout: float, model: str,
