@@ -143,6 +143,10 @@ class TrainConfig(Section):
     resume: bool = True  # continue an interrupted run of the same config
     checkpoint_dir: Path = Path("checkpoints")
     insights: bool = True  # gradient flow, feature maps, embeddings in MLflow
+    # Per-layer gradient norms and, for RNNs, ∂loss/∂h_t over t, logged while training
+    # (pipeline/fitting/gradient_monitor.py), on `gradient_monitor_examples` training examples.
+    gradient_monitor: bool = False
+    gradient_monitor_examples: Annotated[int, Field(ge=1)] = 64
     # A non-neural model fitted and tested on the same split, logged as baseline_test_*.
     baseline: Literal["none", "char_ngram_logreg"] = "none"
 

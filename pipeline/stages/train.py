@@ -202,10 +202,13 @@ def _summary(model: keras.Model) -> str:
 def make_callbacks(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
                    workdir: Path) -> list[keras.callbacks.Callback]:
     """Return the stage's callbacks (see `fit_callbacks`), backing up under `workdir`."""
+    sample = (data.examples("train", config.train.gradient_monitor_examples)
+              if config.train.gradient_monitor else None)
     return fit_callbacks(
         config.train, mlflow_run=mlflow_run, backup_dir=workdir / "backup",
         base_learning_rate=float(model.optimizer.learning_rate.numpy()),
-        examples_per_epoch=data.sizes["train"], best_weights=workdir / "best.weights.h5")
+        examples_per_epoch=data.sizes["train"], best_weights=workdir / "best.weights.h5",
+        monitor_sample=sample)
 
 
 def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
