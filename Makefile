@@ -31,6 +31,7 @@ IMAGE ?=
 TEXT ?=
 COUNT ?= 5
 RELOADS ?= 50
+LAB ?=
 PYTEST_ARGS ?=
 # TensorFlow's C++ INFO and WARNING lines off (not the few it prints while importing); 0 shows them.
 TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -48,7 +49,7 @@ TUNE_FLAGS := $(if $(TUNER),--tuner $(TUNER)) $(if $(TRIALS),--max-trials $(TRIA
 PREDICT_INPUT := $(if $(TEXT),--text "$(TEXT)",$(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT)))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 
-.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
+.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench lab \
 	bench-train bench-serve bench-soak bench-tune test test-full lint clean
 
 help: ## Show the targets and the variables they read
@@ -100,6 +101,9 @@ mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:500
 	@mkdir -p mlruns/artifacts
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
 	  --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+lab: venv ## The lab: adding problem (SimpleRNN/LSTM/GRU), vanishing gradients, activations, representations (MLflow + lab_results/)
+	$(PY) -m pipeline lab $(if $(LAB),$(foreach item,$(LAB),--only $(item)))
 
 bench: bench-train bench-serve bench-tune ## Run every benchmark (JSON and Markdown under bench/results/)
 

@@ -182,6 +182,40 @@ def packages(config: ConfigOption = None, set_: SetOption = None) -> None:
         typer.echo(" ".join(missing_debian_packages(run_config.data)))
 
 
+@app.command()
+def lab(
+    only: Annotated[list[str] | None, typer.Option(
+        help="Run only these experiments: adding, activations, representations.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(
+        help="Folder for the PNGs and summary.md (default lab_results/).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else mlruns/).")] = None,
+    quick: Annotated[bool, typer.Option(help="Tiny settings: a smoke run of ~2 minutes.")] = False,
+) -> None:
+    """Run the lab: adding problem, vanishing gradients, activations, representations."""
+    _quiet_tensorflow()
+    _terminate_as_interrupt()
+    from pydantic import ValidationError
+
+    from pipeline.config import describe_validation_error
+    from pipeline.lab.config import LabConfig
+
+    settings = {key: value for key, value in {
+        "experiments": tuple(only) if only else None, "output_dir": output_dir,
+        "tracking_uri": tracking_uri}.items() if value is not None}
+    try:
+        lab_config = LabConfig.quick(**settings) if quick else LabConfig(**settings)
+    except ValidationError as error:
+        _fail(describe_validation_error(error), 2)
+    with _reported_failures(interrupted="interrupted: the lab's MLflow runs are marked KILLED"):
+        from pipeline.lab.run import run as run_lab
+
+        result = run_lab(lab_config, log=lambda line: typer.echo(line))
+    typer.echo(result.summary)
+    typer.echo(f"figures and summary.md in {result.output_dir}/; MLflow parent run "
+               f"{result.run_id} in {result.tracking_uri}")
+
+
 @app.command("config")
 def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the fully resolved config (every default filled in) as YAML."""

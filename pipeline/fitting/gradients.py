@@ -86,7 +86,9 @@ def hidden_state_gradients(model: keras.Model, inputs, labels) -> np.ndarray:
     x = tf.convert_to_tensor(inputs)
     with tf.GradientTape() as tape:
         mask = None
-        for layer in model.layers[1:]:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):  # Functional models list theirs
+                continue
             if layer is recurrent:
                 hidden, x_forward = _step_through(forward, tf.cast(x, forward.compute_dtype), mask)
                 if forward is recurrent:

@@ -39,7 +39,7 @@ def log_insights(model: keras.Model, data: Datasets, mlflow_run: Run) -> None:
         learned = np.asarray(extractor(inputs, training=False), dtype=np.float32)
         raw = np.asarray(tf.reshape(tf.cast(inputs, tf.float32), (len(labels), -1))) \
             if data.input_spec.kind != "text" else None
-        mlflow_run.log_figure(_pca_figure(raw, learned, labels.numpy(), data.class_names),
+        mlflow_run.log_figure(pca_figure(raw, learned, labels.numpy(), data.class_names),
                               "insights/representation_pca.png")
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     if convs:
@@ -85,19 +85,19 @@ def _bar_figure(norms: dict[str, float]):
     return figure
 
 
-def _project(values: np.ndarray) -> np.ndarray:
+def pca_2d(values: np.ndarray) -> np.ndarray:
     centred = values - values.mean(axis=0)
     _, _, components = np.linalg.svd(centred, full_matrices=False)
     return centred @ components[:2].T
 
 
-def _pca_figure(raw: np.ndarray | None, learned: np.ndarray, labels: np.ndarray,
+def pca_figure(raw: np.ndarray | None, learned: np.ndarray, labels: np.ndarray,
                 class_names: tuple[str, ...]):
     panels = [("raw input", raw), ("learned features (head input)", learned)]
     panels = [(title, values) for title, values in panels if values is not None]
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     for axis, (title, values) in zip(axes[0], panels):
-        points = _project(values)
+        points = pca_2d(values)
         for label, name in enumerate(class_names):
             chosen = labels == label
             axis.scatter(points[chosen, 0], points[chosen, 1], s=6, label=name)
