@@ -4,39 +4,76 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+#> PYTHON    the interpreter that builds the virtualenv
 PYTHON ?= python3
+#> VENV      the virtualenv every target runs in
 VENV ?= .venv
+#> GPU       1 installs TensorFlow's CUDA extra into VENV; auto: when nvidia-smi lists a GPU
+GPU ?= auto
 PY := $(VENV)/bin/python
+#> CONFIG    the run config (YAML): model name, data, model, training, tuning
 CONFIG ?= configs/fashion_cnn.yaml
+#> EPOCHS    train: train.epochs; tune: epochs per trial (tune.epochs) and of the best model's retraining
 EPOCHS ?=
+#> BATCH_SIZE  data.batch_size
 BATCH_SIZE ?=
+#> NAME      the model's name: saved_models/<NAME>/, the registered model, checkpoints/<NAME>/
 NAME ?=
+#> SET       any config field, applied last: SET="model.filters=16 train.lr_schedule=constant"
 SET ?=
+#> MLFLOW_PORT  the MLflow UI's port
 MLFLOW_PORT ?= 5000
 # tune
+#> TUNER     tune.tuner: random, bayesian or hyperband
 TUNER ?=
+#> TRIALS    tune.max_trials: the number of trials, whatever the tuner
 TRIALS ?=
+#> RETRAIN_EPOCHS  tune.retrain_epochs: epochs of the best model's retraining (default: EPOCHS, else train.epochs)
+RETRAIN_EPOCHS ?=
+#> OBJECTIVE  tune.objective: val_accuracy or val_loss
 OBJECTIVE ?=
+#> EXECUTIONS  tune.executions_per_trial
 EXECUTIONS ?=
+#> WORKERS   tune.workers: more than 1 runs KerasTuner's chief and that many workers here
 WORKERS ?=
+#> OVERWRITE  1/yes/true/on (any case) deletes CONFIG's tuning/<name>/ project and starts a new search
 OVERWRITE ?=
 # promote, serve, predict
+#> MODEL     a registered (and exported) model name; default: CONFIG's name
 MODEL ?=
+#> MARGIN    tune.promotion_margin: how much higher the challenger's test accuracy must be
 MARGIN ?=
+#> MODEL_CONFIG  serve this models.config (TF Serving's format) instead of every model in saved_models/
 MODEL_CONFIG ?=
+#> HOST      serve, mlflow-ui: the interface to listen on (0.0.0.0: all; neither has a login); predict-*: the server
 HOST ?= 127.0.0.1
+#> GRPC_PORT  the model server's gRPC port
 GRPC_PORT ?= 8500
+#> REST_PORT  the model server's REST port
 REST_PORT ?= 8501
+#> IMAGE     image file(s) to send, e.g. serving/client/samples/digit_7.png
 IMAGE ?=
+#> TEXT      a string to send to a text model, e.g. TEXT="Der Hund schläft" (configs/fortunes_langid.yaml)
 TEXT ?=
+#> COUNT     how many Fashion-MNIST test images to send when IMAGE is unset
 COUNT ?= 5
+#> RELOADS   hot reloads of bench-soak
 RELOADS ?= 50
+#> LAB       lab: run only these experiments, e.g. LAB="adding activations" (default: all three)
 LAB ?=
+#> PYTEST_ARGS  extra pytest arguments, e.g. PYTEST_ARGS="-k export -x"
 PYTEST_ARGS ?=
-# TensorFlow's C++ INFO and WARNING lines off (not the few it prints while importing); 0 shows them.
+#> TF_CPP_MIN_LOG_LEVEL  TensorFlow's C++ log level: 2 hides INFO and WARNING lines, 0 shows them
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_CPP_MIN_LOG_LEVEL
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Yes/no variables: 1/yes/true/on or 0/no/false/off in any case; anything else stops make.
+lower = $(subst A,a,$(subst B,b,$(subst C,c,$(subst D,d,$(subst E,e,$(subst F,f,$(subst G,g,$(subst H,h,$(subst I,i,$(subst J,j,$(subst K,k,$(subst L,l,$(subst M,m,$(subst N,n,$(subst O,o,$(subst P,p,$(subst Q,q,$(subst R,r,$(subst S,s,$(subst T,t,$(subst U,u,$(subst V,v,$(subst W,w,$(subst X,x,$(subst Y,y,$(subst Z,z,$(1)))))))))))))))))))))))))))
+yes = $(if $(filter 1 yes true on,$(call lower,$($(1)))),1,$(if $(filter-out 0 no false off $(2),$(call lower,$($(1)))),$(error $(1)=$($(1)) is not a yes/no value; use 1, yes, true or on (or 0, no, false, off)$(if $(2), or $(2)))))
+GPU_WANTED = $(if $(filter auto,$(call lower,$(GPU))),$(shell nvidia-smi -L 2>/dev/null | grep -q GPU && echo 1),$(call yes,GPU,auto))
+EXTRAS = dev$(if $(GPU_WANTED),$(comma)gpu)
+comma := ,
 
 # Empty Make variables leave the config file's value alone.
 OVERRIDES := $(foreach item,$(SET),--set $(item))
@@ -44,48 +81,86 @@ TRAIN_FLAGS := $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-siz
 	$(if $(NAME),--name $(NAME)) $(OVERRIDES)
 TUNE_FLAGS := $(if $(TUNER),--tuner $(TUNER)) $(if $(TRIALS),--max-trials $(TRIALS)) \
 	$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) \
+	$(if $(or $(RETRAIN_EPOCHS),$(EPOCHS)),--retrain-epochs $(or $(RETRAIN_EPOCHS),$(EPOCHS))) \
 	$(if $(EXECUTIONS),--executions $(EXECUTIONS)) $(if $(WORKERS),--workers $(WORKERS)) \
-	$(if $(filter 1 yes true,$(OVERWRITE)),--overwrite) $(OVERRIDES)
+	$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(NAME),--name $(NAME)) \
+	$(if $(call yes,OVERWRITE),--overwrite) $(OVERRIDES)
 PREDICT_INPUT := $(if $(TEXT),--text "$(TEXT)",$(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT)))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
+# Where a browser on this machine reaches the UI (0.0.0.0 is where it listens, not an address).
+MLFLOW_URL = http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(MLFLOW_PORT)
+
+# The variables each target reads (`make help` lists them). One given on the command line
+# that none of the goals reads stops make, naming it. Every target also reads PYTHON, VENV,
+# GPU (through venv) and TF_CPP_MIN_LOG_LEVEL.
+READS_ALL := PYTHON VENV GPU TF_CPP_MIN_LOG_LEVEL
+READS_data = CONFIG SET
+READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET
+READS_tune = CONFIG TUNER TRIALS EPOCHS RETRAIN_EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE BATCH_SIZE NAME SET
+READS_promote = CONFIG MODEL MARGIN SET
+READS_serve = HOST GRPC_PORT REST_PORT MODEL_CONFIG
+READS_predict-grpc = CONFIG MODEL TEXT IMAGE COUNT HOST GRPC_PORT
+READS_predict-rest = CONFIG MODEL TEXT IMAGE COUNT HOST REST_PORT
+READS_mlflow-ui = CONFIG MLFLOW_PORT HOST
+READS_bench = $(READS_bench-train) $(READS_bench-serve) $(READS_bench-tune)
+READS_bench-train = CONFIG SET
+READS_bench-tune = CONFIG SET
+READS_bench-soak = RELOADS
+READS_lab = LAB
+READS_test = PYTEST_ARGS
+READS_test-full = PYTEST_ARGS
 
 .PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench lab \
 	bench-train bench-serve bench-soak bench-tune test test-full lint clean
 
-help: ## Show the targets and the variables they read
-	@echo "Usage: make <target> [CONFIG=... EPOCHS=... BATCH_SIZE=... NAME=... SET='a.b=1 c.d=2']"
+help: ## Show the targets, the variables each reads, and what every variable means
+	@echo "Usage: make <target> [VARIABLE=value ...]   e.g. make train EPOCHS=3 SET='model.filters=16'"
 	@echo
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' -v reads='$(foreach r,$(filter READS_%,$(.VARIABLES)),$(r:READS_%=%)=$(strip $($(r)));)' \
+	  'BEGIN { n = split(reads, pairs, ";"); for (i = 1; i <= n; i++) { split(pairs[i], kv, "="); sub(/^ +/, "", kv[1]); r[kv[1]] = kv[2] } } \
+	   { printf "  %-14s %s\n", $$1, $$2; if (r[$$1] != "") printf "  %-14s reads: %s\n", "", r[$$1] }'
+	@echo
+	@echo "Variables (every target also reads $(READS_ALL); MLFLOW_TRACKING_URI from the environment):"
+	@awk '/^#> / { name = $$2; text = substr($$0, 4); sub(/^[^ ]+ +/, "", text); \
+	  getline def; sub(/^[^?]*\?= ?/, "", def); printf "  %-21s %s%s\n", name, text, (def != "" ? " [" def "]" : "") }' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	touch $@
+	$(VENV)/bin/pip install --quiet -e '.[$(EXTRAS)]'
+	echo '$(EXTRAS)' > $@
 
-venv: $(VENV)/.installed ## Create .venv with every dependency (once; again when pyproject.toml changes)
+venv: $(VENV)/.installed ## Create .venv with every dependency (once; again when pyproject.toml changes; GPU=1 adds CUDA)
+	@$(if $(GPU_WANTED),grep -qs gpu $(VENV)/.installed || { $(VENV)/bin/pip install --quiet -e '.[$(EXTRAS)]' && echo '$(EXTRAS)' > $(VENV)/.installed; },:)
+
+# Runs a pipeline command; if it exits 3 (the config's data needs Debian packages that are
+# missing: dataset-fashion-mnist, fortunes-*), installs the packages `pipeline packages`
+# names and runs it again. The command validates its config first.
+define with_debian_packages
+echo '$(strip $(1))'; $(1); status=$$?; \
+if [ $$status -eq 3 ]; then \
+  packages="$$($(PY) -m pipeline packages --config $(CONFIG) $(OVERRIDES))"; \
+  [ -n "$$packages" ] || exit 3; \
+  echo "installing Debian's packages $$packages"; \
+  $(SUDO) apt-get install -y -q $$packages >/dev/null \
+    || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $$packages >/dev/null; } \
+    && $(1); \
+else exit $$status; fi
+endef
 
 data: venv ## Find or fetch CONFIG's data and print its identity; installs the Debian packages it needs (Fashion-MNIST, fortunes)
-	@$(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES); status=$$?; \
-	if [ $$status -eq 3 ]; then \
-	  packages="$$($(PY) -m pipeline packages --config $(CONFIG) $(OVERRIDES))"; \
-	  [ -n "$$packages" ] || exit 3; \
-	  echo "installing Debian's packages $$packages"; \
-	  $(SUDO) apt-get install -y -q $$packages >/dev/null \
-	    || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $$packages >/dev/null; } \
-	    && $(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES); \
-	else exit $$status; fi
+	@$(call with_debian_packages,$(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES))
 
-train: data ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
-	$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS)
+train: venv ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
+	@$(call with_debian_packages,$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS))
 
-tune: data ## Search CONFIG's space with KerasTuner (TUNER TRIALS EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE=1)
-	$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS)
+tune: venv ## Search CONFIG's space with KerasTuner, retrain the best for RETRAIN_EPOCHS (else EPOCHS), register it as challenger
+	@$(call with_debian_packages,$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS))
 
-promote: venv ## Make MODEL's (default: CONFIG's name) challenger the champion if it beats it on the test split (MARGIN)
-	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN))
+promote: venv ## Make MODEL's (default: CONFIG's name) challenger the champion if it beats it on the test split by MARGIN
+	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN)) $(OVERRIDES)
 
-serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501: TF Serving, its Docker image, or ours
+serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501 until Ctrl-C: TF Serving, its Docker image, or ours
 	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
 	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG))
 
@@ -97,10 +172,17 @@ predict-rest: venv ## Send TEXT, IMAGE (or the first COUNT test examples) to MOD
 	$(PY) -m serving.predict_demo --protocol rest $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
 	  --host $(HOST) --port $(REST_PORT)
 
-mlflow-ui: venv ## Open the MLflow UI on the local store at http://127.0.0.1:5000 (MLFLOW_PORT)
-	@mkdir -p mlruns/artifacts
-	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
-	  --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host 127.0.0.1 --port $(MLFLOW_PORT)
+mlflow-ui: venv ## Print the URLs of CONFIG's experiment and latest run; start the MLflow UI on MLFLOW_PORT (not for an http:// MLFLOW_TRACKING_URI: that server is the UI)
+	@case "$(MLFLOW_URI)" in \
+	  http://*|https://*) \
+	    $(PY) -m pipeline mlflow-links --config $(CONFIG) --ui-url "$(MLFLOW_URI)"; \
+	    echo "MLFLOW_TRACKING_URI is a tracking server, which serves the UI itself: open $(MLFLOW_URI)";; \
+	  *) mkdir -p mlruns/artifacts; \
+	    $(PY) -m pipeline mlflow-links --config $(CONFIG) --ui-url "$(MLFLOW_URL)"; \
+	    echo "starting the MLflow UI on $(HOST):$(MLFLOW_PORT) (HOST=0.0.0.0 to reach it from other machines; it has no login); Ctrl-C stops it"; \
+	    exec $(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
+	      --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host $(HOST) --port $(MLFLOW_PORT);; \
+	esac
 
 lab: venv ## The lab: adding problem (SimpleRNN/LSTM/GRU), vanishing gradients, activations, representations (MLflow + lab_results/)
 	$(PY) -m pipeline lab $(if $(LAB),$(foreach item,$(LAB),--only $(item)))
@@ -131,6 +213,16 @@ test-full: venv ## Run every test, the slow end-to-end ones too
 lint: venv ## Check style with ruff
 	$(VENV)/bin/ruff check pipeline models serving tests
 
-clean: ## Remove caches and checkpoints (keeps .venv, mlruns/ and saved_models/)
+clean: ## Remove caches, checkpoints/ and bench/results/ (keeps .venv, mlruns/, saved_models/ and tuning/)
 	rm -rf .pytest_cache .ruff_cache checkpoints bench/results
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+# Refuse a command-line variable that none of the goals reads (see READS_<target> above),
+# and a yes/no variable that is neither.
+KNOWN_VARIABLES := $(sort $(READS_ALL) $(foreach r,$(filter READS_%,$(.VARIABLES)),$($(r))))
+GOAL_READS := $(READS_ALL) $(foreach goal,$(or $(MAKECMDGOALS),help),$(READS_$(goal)))
+UNREAD := $(strip $(foreach v,$(KNOWN_VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(GOAL_READS)),,$(v)))))
+ifneq ($(UNREAD),)
+$(error $(firstword $(UNREAD))=$($(firstword $(UNREAD))) is not read by `make $(or $(MAKECMDGOALS),help)`$(if $(strip $(foreach goal,$(MAKECMDGOALS),$(READS_$(goal)))), (it reads $(sort $(foreach goal,$(MAKECMDGOALS),$(READS_$(goal))))),); `make help` lists what each target reads)
+endif
+YES_NO_CHECKED := $(call yes,OVERWRITE) $(call yes,GPU,auto)

@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train, tune and inspect Keras models tracked in MLflow.")
 
 ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="YAML run config, e.g. configs/fashion_cnn.yaml.")]
+    "--config", "-c", help="YAML run config [default: configs/fashion_cnn.yaml, as for make].")]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any field: --set model.filters=64 (repeatable).")]
 
@@ -33,26 +33,34 @@ def _quiet_tensorflow() -> None:
 
 
 def _load(config: Path | None, overrides: dict[str, Any], assignments: list[str] | None):
-    from pipeline.config import load_config, parse_override
+    from pipeline.config import default_config_path, load_config, parse_override
 
     merged = dict(overrides)
-    merged.update(parse_override(item) for item in assignments or [])
-    return load_config(config, merged)
+    origins = {}
+    for item in assignments or []:
+        key, value = parse_override(item)
+        merged[key] = value
+        origins[key] = f"--set {item}"
+    return load_config(config or default_config_path(), merged, origins=origins)
 
 
 @contextmanager
 def _reported_failures(interrupted: str | None = None) -> Iterator[None]:
     """Turn an expected failure into one `error:` line and an exit status, without a traceback.
 
-    A bad config exits 2, unreadable data or a refused export 1. With `interrupted`, Ctrl-C
+    A bad config exits 2, unreadable data or a refused export 1, data whose Debian packages
+    are missing 3 (`packages` names them). With `interrupted`, Ctrl-C
     or SIGTERM prints it and exits 130 (the run is marked KILLED and can be resumed).
     """
     from pipeline.config import ConfigError
-    from pipeline.sources import DataError
+    from pipeline.sources import DataError, MissingPackages
     from serving.export import ExportError
 
     try:
         yield
+    except MissingPackages as error:
+        # 3 tells the Makefile that installing Debian packages would help (`packages`).
+        _fail(error, 3)
     except (ConfigError, DataError, ExportError) as error:
         _fail(error, 2 if isinstance(error, ConfigError) else 1)
     except KeyboardInterrupt:
@@ -120,6 +128,10 @@ def tune(
     tuner: Annotated[str | None, typer.Option(help="tune.tuner: random, bayesian, hyperband")] = None,
     max_trials: Annotated[int | None, typer.Option(help="tune.max_trials")] = None,
     epochs: Annotated[int | None, typer.Option(help="tune.epochs (per trial)")] = None,
+    retrain_epochs: Annotated[int | None, typer.Option(
+        help="tune.retrain_epochs: the best model's retraining (default: train.epochs)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="data.batch_size")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name: tuning/<name>/, saved_models/<name>/.")] = None,
     objective: Annotated[str | None, typer.Option(help="tune.objective")] = None,
     executions: Annotated[int | None, typer.Option(help="tune.executions_per_trial")] = None,
     workers: Annotated[int | None, typer.Option(help="tune.workers: >1 runs chief + workers")] = None,
@@ -132,6 +144,7 @@ def tune(
     with _reported_failures(interrupted="interrupted: run the same command to resume the search"):
         run_config = _load(config, {
             "tune.tuner": tuner, "tune.max_trials": max_trials, "tune.epochs": epochs,
+            "tune.retrain_epochs": retrain_epochs, "data.batch_size": batch_size, "name": name,
             "tune.objective": objective, "tune.executions_per_trial": executions,
             "tune.workers": workers, "tune.overwrite": True if overwrite else None}, set_)
         from pipeline.stages import tune as tune_stage
@@ -161,14 +174,9 @@ def data(config: ConfigOption = None, set_: SetOption = None) -> None:
     _quiet_tensorflow()
     with _reported_failures():
         run_config = _load(config, {}, set_)
-        from pipeline.sources import MissingPackages
         from pipeline.stages import data as data_stage
 
-        try:
-            summary = data_stage.run(run_config.data, run_config.seed)
-        except MissingPackages as error:
-            # 3 tells `make data` that installing Debian packages would help (`packages`).
-            _fail(error, 3)
+        summary = data_stage.run(run_config.data, run_config.seed)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
@@ -221,6 +229,7 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the fully resolved config (every default filled in) as YAML."""
     from pipeline.config import dump_config
 
+    _quiet_tensorflow()
     with _reported_failures():
         run_config = _load(config, {}, set_)
     typer.echo(dump_config(run_config))

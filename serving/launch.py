@@ -135,7 +135,8 @@ def _config_for(args):
     models = discover_models(Path(args.models_dir))
     if not models:
         raise SystemExit(f"no models under {args.models_dir}/ (expected <name>/<version>/saved_model.pb); "
-                         "train and export one first, or pass --model_config_file")
+                         "train and export one first (make train), or name a models.config: "
+                         "make serve MODEL_CONFIG=path/models.config (--model_config_file)")
     config = build_config(models)
     path = Path(args.models_dir).resolve() / "models.config"
     path.write_text(config_lib.to_text(config))

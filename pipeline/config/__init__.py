@@ -4,7 +4,13 @@ Everything else imports from here: `load_config`, `RunConfig` and its sections,
 `ConfigError`.
 """
 
-from pipeline.config.loading import dump_config, load_config, parse_override
+from pipeline.config.loading import (
+    DEFAULT_CONFIG,
+    default_config_path,
+    dump_config,
+    load_config,
+    parse_override,
+)
 from pipeline.config.sections import (
     ConfigError,
     DataConfig,
@@ -19,7 +25,7 @@ from pipeline.config.sections import (
 )
 
 __all__ = [
-    "ConfigError", "DataConfig", "ExportConfig", "ModelConfig", "RunConfig", "TrackingConfig",
-    "TrainConfig", "TuneConfig", "build_keywords_model", "describe_validation_error",
-    "dump_config", "load_config", "parse_override",
+    "DEFAULT_CONFIG", "ConfigError", "DataConfig", "ExportConfig", "ModelConfig", "RunConfig", "TrackingConfig",
+    "TrainConfig", "TuneConfig", "build_keywords_model", "default_config_path",
+    "describe_validation_error", "dump_config", "load_config", "parse_override",
 ]

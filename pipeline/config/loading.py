@@ -16,12 +16,27 @@ from pydantic import ValidationError
 
 from pipeline.config.sections import ConfigError, RunConfig, describe_validation_error
 
+# What `make` and `python -m pipeline` use when no config is named: one default, not two.
+DEFAULT_CONFIG = Path("configs/fashion_cnn.yaml")
 
-def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+
+def default_config_path() -> Path:
+    """Return configs/fashion_cnn.yaml of the working folder, else of this checkout."""
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    beside_code = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG
+    if beside_code.is_file():
+        return beside_code
+    raise ConfigError(f"no config given and no {DEFAULT_CONFIG} here; pass --config FILE")
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None,
+                origins: dict[str, str] | None = None) -> RunConfig:
     """Return the validated config from a YAML file with dotted-key overrides applied.
 
     `overrides` maps `section.field` (e.g. `train.epochs`) to a value; None values are
-    skipped, so unset CLI flags keep the file's value.
+    skipped, so unset CLI flags keep the file's value. `origins` names where an override
+    came from (`--set model.filters=16`): an error in that field names it, not the file.
     """
     source = str(path) if path else "defaults"
     raw: dict[str, Any] = {}
@@ -30,6 +45,12 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path} is a folder; --config takes a YAML file, e.g. "
+                              f"{DEFAULT_CONFIG}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"cannot read config file {path}: "
+                              f"{getattr(error, 'strerror', None) or error}") from None
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
         if not isinstance(raw, dict):
@@ -40,9 +61,19 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"{source}: {describe_validation_error(error)}") from None
+        message = describe_validation_error(error)
     except ValueError as error:  # an unknown model family, raised before field validation
-        raise ConfigError(f"{source}: {error}") from None
+        message = str(error)
+    raise ConfigError(f"{_blamed(message, origins or {}) or source}: {message}")
+
+
+def _blamed(message: str, origins: dict[str, str]) -> str | None:
+    """Return the origin of the override whose field `message` names first, if any."""
+    field = message.split(":", 1)[0].strip()
+    for dotted, origin in origins.items():
+        if field == dotted or field.startswith(f"{dotted}.") or dotted.startswith(f"{field}."):
+            return origin
+    return None
 
 
 def parse_override(assignment: str) -> tuple[str, Any]:

@@ -91,6 +91,8 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id)
     check_version_free(config, tracker)
     tags = {"model_name": config.name, "model_family": config.model.family,
             "config_fingerprint": config.fingerprint()}
+    # Data first: data that cannot be found or read leaves no FAILED run behind.
+    data = make_datasets(config.data, config.seed)
     with tracker.run(config.name, resume_run_id=resume_id, parent_run_id=parent_run_id,
                      tags=tags) as mlflow_run:
         RunState(mlflow_run.run_id, config.fingerprint(), parent_run_id).save(workdir)
@@ -98,7 +100,6 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id)
             f"in {tracker.tracking_uri}")
         if resume_id is None:
             mlflow_run.log_params(config.flat())
-        data = make_datasets(config.data, config.seed)
         _log_data(mlflow_run, data)
         log(f"data: {data.identity.get('origin')} {data.identity.get('name')} | "
             + ", ".join(f"{name} {size}" for name, size in data.sizes.items())

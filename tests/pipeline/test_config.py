@@ -77,3 +77,46 @@ def test_flat_params_cover_every_resolved_field():
     flat = load_config(None).flat()
     assert flat["model.family"] == "cnn" and flat["model.filters"] == "32"
     assert flat["train.epochs"] == "15" and flat["export.warmup_batch_sizes"] == "[1, 8, 32]"
+
+
+def test_a_folder_as_config_is_one_line_naming_it(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value) == (f"{tmp_path} is a folder; --config takes a YAML file, "
+                                 "e.g. configs/fashion_cnn.yaml")
+
+
+@pytest.mark.parametrize("assignment, field", [
+    ("model.filterz=16", "model.filterz: unknown field"),
+    ("modle.filters=16", "modle: unknown field"),
+    ("train.epochs=zero", "train.epochs: Input should be a valid integer"),
+])
+def test_a_bad_set_override_is_named_not_the_file(tmp_path, assignment, field):
+    path = write(tmp_path, "train: {epochs: 3}\n")
+    key, value = parse_override(assignment)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {key: value}, origins={key: f"--set {assignment}"})
+    assert str(caught.value).startswith(f"--set {assignment}: {field}")
+    assert str(path) not in str(caught.value)
+
+
+def test_an_error_in_the_file_still_names_the_file(tmp_path):
+    path = write(tmp_path, "train: {epochz: 3}\n")
+    with pytest.raises(ConfigError, match=f"^{path}: train.epochz: unknown field"):
+        load_config(path, {"model.filters": 8}, origins={"model.filters": "--set model.filters=8"})
+
+
+def test_the_default_config_is_the_makefiles(monkeypatch, tmp_path):
+    from pipeline.config import DEFAULT_CONFIG, default_config_path
+
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"CONFIG ?= {DEFAULT_CONFIG}\n" in makefile
+    monkeypatch.chdir(ROOT)
+    assert default_config_path() == DEFAULT_CONFIG
+    monkeypatch.chdir(tmp_path)  # elsewhere: the checkout's copy, not built-in defaults
+    assert default_config_path() == ROOT / DEFAULT_CONFIG
+
+
+def test_every_config_has_its_own_name():
+    names = [load_config(path).name for path in sorted((ROOT / "configs").glob("*.yaml"))]
+    assert len(names) == len(set(names)), names
