@@ -135,11 +135,12 @@ venv: $(VENV)/.installed ## Create .venv with every dependency (once; again when
 
 # Runs a pipeline command; if it exits 3 (the config's data needs Debian packages that are
 # missing: dataset-fashion-mnist, fortunes-*), installs the packages `pipeline packages`
-# names and runs it again. The command validates its config first.
+# names for CONFIG (or the config given as second argument) and runs it again. The command
+# validates its config first.
 define with_debian_packages
 echo '$(strip $(1))'; $(1); status=$$?; \
 if [ $$status -eq 3 ]; then \
-  packages="$$($(PY) -m pipeline packages --config $(CONFIG) $(OVERRIDES))"; \
+  packages="$$($(PY) -m pipeline packages --config $(or $(2),$(CONFIG)) $(if $(2),,$(OVERRIDES)))"; \
   [ -n "$$packages" ] || exit 3; \
   echo "installing Debian's packages $$packages"; \
   $(SUDO) apt-get install -y -q $$packages >/dev/null \
@@ -185,6 +186,8 @@ mlflow-ui: venv ## Print the URLs of CONFIG's experiment and latest run; start t
 	esac
 
 lab: venv ## The lab: adding problem (SimpleRNN/LSTM/GRU), vanishing gradients, activations, representations (MLflow + lab_results/)
+	@$(call with_debian_packages,$(PY) -m pipeline data --config configs/fashion_cnn.yaml >/dev/null,configs/fashion_cnn.yaml)
+	@$(call with_debian_packages,$(PY) -m pipeline data --config configs/fortunes_langid.yaml >/dev/null,configs/fortunes_langid.yaml)
 	$(PY) -m pipeline lab $(if $(LAB),$(foreach item,$(LAB),--only $(item)))
 
 bench: bench-train bench-serve bench-tune ## Run every benchmark (JSON and Markdown under bench/results/)
