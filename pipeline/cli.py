@@ -199,22 +199,28 @@ def lab(
     tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else mlruns/).")] = None,
     quick: Annotated[bool, typer.Option(help="Tiny settings: a smoke run of ~2 minutes.")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any lab setting: --set adding_steps=3000 (pipeline/lab/config.py).")] = None,
 ) -> None:
     """Run the lab: adding problem, vanishing gradients, activations, representations."""
     _quiet_tensorflow()
     _terminate_as_interrupt()
     from pydantic import ValidationError
 
-    from pipeline.config import describe_validation_error
+    from pipeline.config import ConfigError, describe_validation_error, parse_override
     from pipeline.lab.config import LabConfig
 
     settings = {key: value for key, value in {
         "experiments": tuple(only) if only else None, "output_dir": output_dir,
         "tracking_uri": tracking_uri}.items() if value is not None}
     try:
+        settings.update(parse_override(item) for item in set_ or [])
+    except ConfigError as error:
+        _fail(error, 2)
+    try:
         lab_config = LabConfig.quick(**settings) if quick else LabConfig(**settings)
     except ValidationError as error:
-        _fail(describe_validation_error(error), 2)
+        _fail(describe_validation_error(error, known=list(LabConfig.model_fields)), 2)
     with _reported_failures(interrupted="interrupted: the lab's MLflow runs are marked KILLED"):
         from pipeline.lab.run import run as run_lab
 

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.blocks import Activation
+
 Experiment = Literal["adding", "activations", "representations"]
 Cell = Literal["simple_rnn", "lstm", "gru"]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -29,7 +31,7 @@ class LabConfig(BaseModel):
     adding_learning_rate: Annotated[float, Field(gt=0)] = 0.01
     gradient_length: PositiveInt = 200  # the T whose ∂loss/∂h_t curves are plotted
     # activations
-    activations: tuple[str, ...] = ("sigmoid", "tanh", "relu", "gelu", "silu")
+    activations: tuple[Activation, ...] = ("sigmoid", "tanh", "relu", "gelu", "silu")
     mlp_layers: PositiveInt = 8
     mlp_units: PositiveInt = 64
     activation_examples: PositiveInt = 6000  # Fashion-MNIST training images
