@@ -64,7 +64,7 @@ def train_and_project(config_path: Path, *, name: str, data_overrides: dict, epo
     raw = None if data.input_spec.kind == "text" else \
         inputs.reshape(len(inputs), -1).astype(np.float32)
     figure = pca_figure(raw, learned, labels, data.class_names)
-    figure.suptitle(f"{name}: test examples, raw input vs learned features (PCA)")
+    figure.suptitle(f"{name}: test examples in 2-D (PCA)")
     return RepresentationResult(
         name, accuracy, None if raw is None else centroid_accuracy(pca_2d(raw), labels),
         centroid_accuracy(pca_2d(learned), labels), figure)
