@@ -59,6 +59,14 @@ TEXT ?=
 COUNT ?= 5
 #> RELOADS   hot reloads of bench-soak
 RELOADS ?= 50
+#> PROMPT    generate: the text a language model continues (configs/fortunes_charlm.yaml)
+PROMPT ?=
+#> LENGTH    generate: characters to add to PROMPT
+LENGTH ?= 200
+#> TEMPERATURE  generate: sampling temperature (lower: safer, duller)
+TEMPERATURE ?= 0.8
+#> PROTOCOL  generate: rest or grpc
+PROTOCOL ?= rest
 #> LAB       lab: run only these experiments, e.g. LAB="adding activations" (default: all three)
 LAB ?=
 #> PYTEST_ARGS  extra pytest arguments, e.g. PYTEST_ARGS="-k export -x"
@@ -107,10 +115,11 @@ READS_bench-train = CONFIG SET
 READS_bench-tune = CONFIG SET
 READS_bench-soak = RELOADS
 READS_lab = LAB
+READS_generate = CONFIG MODEL PROMPT LENGTH TEMPERATURE PROTOCOL HOST GRPC_PORT REST_PORT
 READS_test = PYTEST_ARGS
 READS_test-full = PYTEST_ARGS
 
-.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench lab \
+.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench lab generate \
 	bench-train bench-serve bench-soak bench-tune test test-full lint clean
 
 help: ## Show the targets, the variables each reads, and what every variable means
@@ -184,6 +193,12 @@ mlflow-ui: venv ## Print the URLs of CONFIG's experiment and latest run; start t
 	    exec $(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
 	      --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host $(HOST) --port $(MLFLOW_PORT);; \
 	esac
+
+generate: venv ## Continue PROMPT with MODEL's (default configs/fortunes_charlm.yaml's) in-graph `generate` over PROTOCOL
+	$(PY) -m serving.predict_demo --protocol $(PROTOCOL) $(if $(MODEL),--model $(MODEL)) \
+	  --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),configs/fortunes_charlm.yaml) \
+	  --prompt "$(PROMPT)" --length $(LENGTH) --temperature $(TEMPERATURE) --host $(HOST) \
+	  --port $(if $(filter grpc,$(PROTOCOL)),$(GRPC_PORT),$(REST_PORT))
 
 lab: venv ## The lab: adding problem (SimpleRNN/LSTM/GRU), vanishing gradients, activations, representations (MLflow + lab_results/)
 	@$(call with_debian_packages,$(PY) -m pipeline data --config configs/fashion_cnn.yaml >/dev/null,configs/fashion_cnn.yaml)

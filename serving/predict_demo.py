@@ -9,6 +9,7 @@ this lives beside the client rather than in it: `serving.client` stays installab
     python -m serving.predict_demo --config configs/fashion_cnn.yaml --test-images 5
     python -m serving.predict_demo --protocol rest --port 8501 --image shirt.png
     python -m serving.predict_demo --config configs/fortunes_langid.yaml --text "Der Hund schläft"
+    python -m serving.predict_demo --config configs/fortunes_charlm.yaml --prompt "The meaning"
 """
 
 from __future__ import annotations
@@ -44,6 +45,20 @@ def read_test_examples(config_path: Path, count: int
     return run_config.name, source.input_spec.name, np.stack(inputs), labels
 
 
+def generate_text(protocol: str, host: str, port: int | None, timeout: float, model: str,
+                  prompt: str, length: int, temperature: float, seed: int) -> str:
+    """Return `prompt` and its continuation from a served language model's `generate`."""
+    from serving.client import connect
+
+    inputs = {"prompt": np.array([prompt], dtype=object), "length": np.array([length], np.int32),
+              "temperature": np.array([temperature], np.float32),
+              "seed": np.array([seed], np.int64)}
+    outputs = connect(protocol, host, port, timeout).predict(model, inputs,
+                                                             signature_name="generate")
+    text = outputs["text"][0]
+    return text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
 def main(
     config: Annotated[Path, typer.Option(help="Pipeline config: the model name and the test "
                                          "split.")] = Path("configs/fashion_cnn.yaml"),
@@ -52,6 +67,11 @@ def main(
         help="PNG/JPEG file(s), sent encoded through predict_image_bytes.")] = None,
     text: Annotated[list[str] | None, typer.Option(
         help="String(s) for a text model, sent as its `text` input.")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        help="A language model's prompt, sent to its `generate` signature.")] = None,
+    length: Annotated[int, typer.Option(help="Characters to generate after --prompt.")] = 200,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature for --prompt.")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Sampling seed for --prompt.")] = 0,
     test_images_count: Annotated[int, typer.Option(
         "--test-images", help="Send the first N test images of --config as pixels.")] = 5,
     protocol: str = typer.Option("grpc", help="grpc or rest."),
@@ -61,6 +81,20 @@ def main(
     timeout: float = typer.Option(30.0, help="Seconds to wait for the answer."),
 ):
     """Send test examples (or image files, or text) to a served model and print its classes."""
+    if prompt is not None:
+        if model is None:
+            from pipeline.config import load_config
+
+            model = load_config(config).name
+        from serving.client import ClientError
+
+        try:
+            typer.echo(generate_text(protocol, host, port, timeout, model, prompt, length,
+                                     temperature, seed))
+        except ClientError as error:
+            typer.echo(f"{protocol} request failed {error.code}: {error.message}", err=True)
+            raise typer.Exit(1) from None
+        return
     truth = None
     if image or text:
         if model is None:

@@ -77,6 +77,10 @@ def run(config: RunConfig, log=print, callbacks: Sequence[keras.callbacks.Callba
     `callbacks` are extra Keras callbacks, run after the stage's own (backup, checkpoint).
     `parent_run_id` nests the MLflow run under another (a sweep retraining its best model).
     """
+    if config.model.family == "charlm":  # a language model: its own measure and signature
+        from pipeline.stages import charlm
+
+        return charlm.run(config, log)
     with configured(config.train, config.seed) as hardware:
         return _train(config, hardware, log, callbacks, parent_run_id)
 
