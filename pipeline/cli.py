@@ -50,20 +50,20 @@ def _load(config: Path | None, overrides: dict[str, Any], assignments: list[str]
 def _reported_failures(interrupted: str | None = None) -> Iterator[None]:
     """Turn an expected failure into one `error:` line and an exit status, without a traceback.
 
-    A bad config exits 2, unreadable data or a refused export 1, Fashion-MNIST found
-    nowhere 3. With `interrupted`, Ctrl-C
+    A bad config exits 2, unreadable data or a refused export 1, data whose Debian packages
+    are missing 3 (`packages` names them). With `interrupted`, Ctrl-C
     or SIGTERM prints it and exits 130 (the run is marked KILLED and can be resumed).
     """
     from pipeline.config import ConfigError
-    from pipeline.sources import DataError, MissingFashionMnist
+    from pipeline.sources import DataError, MissingPackages
     from pipeline.stages.promote import PromotionError
     from serving.export import ExportError
     from serving.rollout import RolloutError
 
     try:
         yield
-    except MissingFashionMnist as error:
-        # 3 tells the Makefile that installing Debian's dataset-fashion-mnist would help.
+    except MissingPackages as error:
+        # 3 tells the Makefile that installing Debian packages would help (`packages`).
         _fail(error, 3)
     except (ConfigError, DataError, ExportError, PromotionError, RolloutError) as error:
         _fail(error, 2 if isinstance(error, ConfigError) else 1)
@@ -259,6 +259,56 @@ def data(config: ConfigOption = None, set_: SetOption = None) -> None:
 
         summary = data_stage.run(run_config.data, run_config.seed)
     typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@app.command()
+def packages(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Print the Debian packages the configured data needs and lacks, space-separated."""
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.sources import missing_debian_packages
+
+        typer.echo(" ".join(missing_debian_packages(run_config.data)))
+
+
+@app.command()
+def lab(
+    only: Annotated[list[str] | None, typer.Option(
+        help="Run only these experiments: adding, activations, representations.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(
+        help="Folder for the PNGs and summary.md (default lab_results/).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else mlruns/).")] = None,
+    quick: Annotated[bool, typer.Option(help="Tiny settings: a smoke run of ~2 minutes.")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any lab setting: --set adding_steps=3000 (pipeline/lab/config.py).")] = None,
+) -> None:
+    """Run the lab: adding problem, vanishing gradients, activations, representations."""
+    _quiet_tensorflow()
+    _terminate_as_interrupt()
+    from pydantic import ValidationError
+
+    from pipeline.config import ConfigError, describe_validation_error, parse_override
+    from pipeline.lab.config import LabConfig
+
+    settings = {key: value for key, value in {
+        "experiments": tuple(only) if only else None, "output_dir": output_dir,
+        "tracking_uri": tracking_uri}.items() if value is not None}
+    try:
+        settings.update(parse_override(item) for item in set_ or [])
+    except ConfigError as error:
+        _fail(error, 2)
+    try:
+        lab_config = LabConfig.quick(**settings) if quick else LabConfig(**settings)
+    except ValidationError as error:
+        _fail(describe_validation_error(error, known=list(LabConfig.model_fields)), 2)
+    with _reported_failures(interrupted="interrupted: the lab's MLflow runs are marked KILLED"):
+        from pipeline.lab.run import run as run_lab
+
+        result = run_lab(lab_config, log=lambda line: typer.echo(line))
+    typer.echo(result.summary)
+    typer.echo(f"figures and summary.md in {result.output_dir}/; MLflow parent run "
+               f"{result.run_id} in {result.tracking_uri}")
 
 
 @app.command("config")

@@ -84,6 +84,14 @@ class Run:
         if items:
             self.client.log_batch(self.run_id, metrics=items)
 
+    def log_series(self, key: str, values: list[float], first_step: int = 0) -> None:
+        """Log `values` as one metric whose step is the position (a curve over t, not time)."""
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(value), now, first_step + index)
+                 for index, value in enumerate(values)]
+        for start in range(0, len(items), 1000):  # MLflow's limit per log_batch
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(key, str(value)[:5000]) for key, value in tags.items()]
         for start in range(0, len(items), _BATCH):

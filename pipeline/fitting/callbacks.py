@@ -23,6 +23,7 @@ from typing import Any
 import keras
 
 from pipeline.config import TrainConfig
+from pipeline.fitting.gradient_monitor import GradientMonitor
 from pipeline.tracking import MetricsCallback, Run
 
 
@@ -34,16 +35,19 @@ def monitor_mode(metric: str) -> str:
 def fit_callbacks(config: TrainConfig, *, mlflow_run: Run, backup_dir: Path,
                   base_learning_rate: float, examples_per_epoch: int,
                   best_weights: Path | None = None, restore_dir: Path | None = None,
-                  metric_prefix: str = "") -> list[keras.callbacks.Callback]:
+                  metric_prefix: str = "",
+                  monitor_sample: tuple[Any, Any] | None = None,
+                  ) -> list[keras.callbacks.Callback]:
     """Return the callbacks of one fit: what training and every tuning trial run with.
 
     `config` says what to monitor (`monitor`), how long the fit is (`epochs`, for the
     schedule), the schedule and the early-stopping patience (None: no early stopping).
     The best-epoch checkpoint is written to `best_weights` when given (KerasTuner trials
     have their own); after a resume it starts from the best value the MLflow run already
-    holds. MLflow logging comes last, so it sees what the others add to the logs.
-    `restore_dir` is where a resumed fit reads its backup, when not `backup_dir` (a
-    non-chief worker reads the chief's).
+    holds. With `config.gradient_monitor`, `monitor_sample` (inputs, labels) is what the
+    gradient monitor measures on. MLflow logging comes last, so it sees what the others add
+    to the logs. `restore_dir` is where a resumed fit reads its backup, when not `backup_dir`
+    (a non-chief worker reads the chief's).
     """
     mode = monitor_mode(config.monitor)
     callbacks: list[keras.callbacks.Callback] = [CrashSafeBackup(str(backup_dir), restore_dir)]
@@ -60,6 +64,8 @@ def fit_callbacks(config: TrainConfig, *, mlflow_run: Run, backup_dir: Path,
     schedule = learning_rate_schedule(config, base_learning_rate, mode)
     if schedule is not None:
         callbacks.append(schedule)
+    if config.gradient_monitor and monitor_sample is not None:
+        callbacks.append(GradientMonitor(mlflow_run, *monitor_sample, prefix=metric_prefix))
     callbacks.append(MetricsCallback(mlflow_run, prefix=metric_prefix))
     return callbacks
 

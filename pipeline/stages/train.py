@@ -34,7 +34,7 @@ from pipeline.fitting.hardware import (
 )
 from pipeline.reports.insights import log_insights
 from pipeline.reports.run_notes import Lineage, host_line, run_note, version_note
-from pipeline.stages import evaluate
+from pipeline.stages import baseline, evaluate
 from pipeline.stages.data import Datasets, make_datasets
 from pipeline.tracking import PARENT_TAG, RESUMABLE_TAG, Run, Tracker
 from serving import export
@@ -82,6 +82,10 @@ def run(config: RunConfig, log=print, callbacks: Sequence[keras.callbacks.Callba
     `parent_run_id` nests the MLflow run under another (a sweep retraining its best model).
     `run_name` names a new MLflow run (default: `<name> · <family> · train`).
     """
+    if config.model.family == "charlm":  # a language model: its own measure and signature
+        from pipeline.stages import charlm
+
+        return charlm.run(config, log)
     with configured(config.train, config.seed) as hardware:
         if hardware.worker is None or hardware.worker.is_chief:
             return _train(config, hardware, log, callbacks, parent_run_id, run_name)
@@ -167,6 +171,8 @@ def finish(model: keras.Model, data: Datasets, config: RunConfig, tracker: Track
     """
     serving_model = _serving_model(model, data, config, mlflow_run)
     metrics = evaluate.run(serving_model, data, mlflow_run)
+    if config.train.baseline != "none":
+        metrics.update(baseline.run(data, mlflow_run))
     if config.train.insights:
         _log_insights(serving_model, data, mlflow_run, log)
     export_path, version, model_id = _export(serving_model, data, config, tracker, mlflow_run,
@@ -250,12 +256,15 @@ def make_callbacks(model: keras.Model, data: Datasets, config: RunConfig, mlflow
     A non-chief worker (`chief_workdir` set) resumes from the chief's backup and keeps no
     best-epoch checkpoint of its own: it loads the chief's after the fit.
     """
+    sample = (data.examples("train", config.train.gradient_monitor_examples)
+              if config.train.gradient_monitor else None)
     return fit_callbacks(
         config.train, mlflow_run=mlflow_run, backup_dir=workdir / "backup",
         base_learning_rate=float(model.optimizer.learning_rate.numpy()),
         examples_per_epoch=data.sizes["train"],
         best_weights=None if chief_workdir else workdir / "best.weights.h5",
-        restore_dir=chief_workdir / "backup" if chief_workdir else None)
+        restore_dir=chief_workdir / "backup" if chief_workdir else None,
+        monitor_sample=sample)
 
 
 def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,

@@ -42,6 +42,7 @@ PIXELS_SIGNATURE, PIXELS_INPUT = "serving_default", "image"
 # The label `make serve` gives the registry's champion; a server without it answers with
 # its highest version instead (a plain TF Serving config, a model never promoted).
 DEFAULT_LABEL = "stable"
+TEXT_INPUT = "text"  # a text model's serving_default input: one string per example
 
 
 def image_bytes(paths: list[Path]) -> np.ndarray:
@@ -89,7 +90,7 @@ def show(outputs: dict[str, np.ndarray], top_k: int, truth: list[str] | None = N
         console.print(table)
     if truth and class_names is not None:
         hits = sum(class_names[row].decode() == truth[row] for row in range(len(truth)))
-        console.print(f"{hits}/{len(truth)} test images classified correctly")
+        console.print(f"{hits}/{len(truth)} test examples classified correctly")
 
 
 def predict_and_show(protocol: str, host: str, port: int | None, timeout: float, model: str,
