@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+import serving.client
 from serving import bench_load
-from serving.client import GrpcClient, RestClient
 from serving.common import cpu_description, free_port, list_versions
 from serving.load import ECHO_METHOD, LoadGenerator, request_payload
 
@@ -246,8 +246,8 @@ def run(args) -> dict:
                                     f"--batching_parameters_file={Path(args.batching_params).resolve()}",
                                     *args.server_flags], args.binary)
         echo_server = _EchoServer()
-        _latency({"in-process": in_process, "gRPC": over(GrpcClient, servers["off"].grpc_port),
-                  "REST": over(RestClient, servers["off"].rest_port), "gRPC echo": echo(echo_server.port)},
+        _latency({"in-process": in_process, "gRPC": over(serving.client.GrpcClient, servers["off"].grpc_port),
+                  "REST": over(serving.client.RestClient, servers["off"].rest_port), "gRPC echo": echo(echo_server.port)},
                  results, args)
         results["ceiling"] = {"single": bench_load.in_process_rate(in_process(1), 1, args.seconds),
                               "batched": bench_load.in_process_rate(in_process(batching.max_batch_size),

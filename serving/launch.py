@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving import rollout
+from serving import server_record
 from serving.common import list_versions
 from serving.registry_config import has_labels
 from serving.server.core.errors import ServingError
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     process = subprocess.Popen(launch.command)
     # Beside a registry config (<export dir>/models.config), where promotions look for it.
     models_dir = config_path.parent if args.from_registry else Path(args.models_dir)
-    rollout.write_record(models_dir, rollout.ServerRecord(
+    server_record.write_record(models_dir, server_record.ServerRecord(
         pid=process.pid, host=args.host, grpc_port=args.grpc_port, rest_port=args.rest_port,
         config_path=str(config_path), kind=launch.kind,
         # Docker reads a copy with container paths: a reload from the host could not use it.
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Stopped the {launch.kind} server.", flush=True)
         return 0 if return_code in (0, -signal.SIGTERM, 128 + signal.SIGTERM) else return_code
     finally:
-        rollout.remove_record(models_dir, process.pid)
+        server_record.remove_record(models_dir, process.pid)
 
 
 if __name__ == "__main__":

@@ -10,79 +10,24 @@ Serving's ModelService API, so it works against `tensorflow_model_server` too.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import grpc
 from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
-    prediction_service_pb2_grpc,
 )
 
 from serving.registry_config import rollout_steps, specific_versions
 from serving.server.management import config as config_lib
 
-STATE_FILE = ".server.json"
 State = get_model_status_pb2.ModelVersionStatus.State
 
 
 class RolloutError(RuntimeError):
     """A running server could not be reached or refused a step; one line says which and where."""
-
-
-@dataclass(frozen=True)
-class ServerRecord:
-    """What `make serve` started: where to reach it and which config file it reads."""
-
-    pid: int
-    host: str
-    grpc_port: int
-    rest_port: int
-    config_path: str
-    from_registry: bool  # False: the user's own MODEL_CONFIG, which promotion leaves alone
-    kind: str = "compatible"
-
-    @property
-    def address(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"{host}:{self.grpc_port}"
-
-
-def write_record(models_dir: Path, record: ServerRecord) -> Path:
-    path = Path(models_dir) / STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(record)))
-    return path
-
-
-def remove_record(models_dir: Path, pid: int) -> None:
-    """Remove the record if it is still the one of process `pid`."""
-    record = read_record(models_dir, check_alive=False)
-    if record is not None and record.pid == pid:
-        (Path(models_dir) / STATE_FILE).unlink(missing_ok=True)
-
-
-def read_record(models_dir: Path, check_alive: bool = True) -> ServerRecord | None:
-    """Return the running server recorded under `models_dir`, None if none (or it died)."""
-    try:
-        record = ServerRecord(**json.loads((Path(models_dir) / STATE_FILE).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    if check_alive:
-        try:
-            os.kill(record.pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-    return record
 
 
 class ServerConnection:
@@ -92,7 +37,7 @@ class ServerConnection:
         self.address, self.timeout = address, timeout
         self._channel = grpc.insecure_channel(address)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
-        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._predictions = None  # PredictionService's protos import TensorFlow: made on first use
 
     def close(self) -> None:
         self._channel.close()
@@ -126,6 +71,10 @@ class ServerConnection:
 
     def label_version(self, model: str, label: str) -> int | None:
         """Return the version `label` points at on the server, None if it has no such label."""
+        from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
+
+        if self._predictions is None:
+            self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = model
         request.model_spec.version_label = label

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.config import RunConfig
 from pipeline.tracking import Tracker
-from serving import rollout
+from serving import rollout, server_record
 from serving.export import version_dirs
 from serving.launch import discover_models
 from serving.registry_config import ServedModel, build_config
@@ -84,7 +84,7 @@ def move_aliases(config: RunConfig, tracker: Tracker, name: str, changes: dict[s
     """Set `changes` ({alias: version}) on `name`: on the running server first, then the registry."""
     models = [replace(model, aliases={**model.aliases, **changes}) if model.name == name else model
               for model in served_models(config, tracker, log=lambda line: None)]
-    record = rollout.read_record(config.export.base_dir)
+    record = server_record.read_record(config.export.base_dir)
     path = config_path(config)
     if record is not None and not record.from_registry:
         log(f"note: the server at {record.address} serves its own config "
@@ -132,7 +132,7 @@ class ModelStatus:
 def status(config: RunConfig, log=print) -> list[ModelStatus]:
     """Return, per served model, the registry's versions and aliases beside the server's state."""
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
-    record = rollout.read_record(config.export.base_dir)
+    record = server_record.read_record(config.export.base_dir)
     connection = rollout.ServerConnection(record.address, timeout=10) if record else None
     results = []
     try:

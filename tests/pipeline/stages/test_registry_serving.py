@@ -25,7 +25,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from pipeline.config import ConfigError, load_config
 from pipeline.stages import promote, registry, train, tune
-from serving import rollout
+from serving import rollout, server_record
 from serving.common import free_port, read_lineage
 from serving.warmup_requests import WARMUP_FILE
 from tests.conftest import tiny_overrides
@@ -115,7 +115,7 @@ def test_tune_promote_rollback_move_stable_live_with_no_failed_request(workdir, 
         "tune.retrain_epochs": 8}))
     config_path = registry.write_serving_config(config, log=lambda line: None)
     server = Launched(workdir, config_path)
-    record = rollout.read_record(workdir / "saved_models")
+    record = server_record.read_record(workdir / "saved_models")
     assert record.from_registry and record.grpc_port == server.grpc_port
     client = StableClient(server.grpc_port, np.zeros((1, 12, 12, 1), np.uint8))
     client.start()
@@ -159,7 +159,7 @@ def test_tune_promote_rollback_move_stable_live_with_no_failed_request(workdir, 
         client.join(timeout=60)
         assert server.stop() == 0
     assert client.failures == [] and {weak, strong} <= set(client.versions)
-    assert rollout.read_record(workdir / "saved_models") is None  # launch removed it
+    assert server_record.read_record(workdir / "saved_models") is None  # launch removed it
 
 
 def test_bad_promotions_move_nothing(workdir, image_folder):
@@ -196,7 +196,7 @@ def test_bad_promotions_move_nothing(workdir, image_folder):
     unchanged()
 
     mlflow.set_registered_model_tag("tiny", "champion_history", str(challenger))
-    rollout.write_record(workdir / "saved_models", rollout.ServerRecord(
+    server_record.write_record(workdir / "saved_models", server_record.ServerRecord(
         pid=os.getpid(), host="127.0.0.1", grpc_port=free_port(), rest_port=free_port(),
         config_path=str(registry.config_path(config).resolve()), from_registry=True))
     registry.write_serving_config(config, log=lambda line: None)
