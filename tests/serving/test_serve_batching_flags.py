@@ -62,3 +62,16 @@ def test_flag_files_are_checked_and_copied_into_the_container(tmp_path):
     flags = launch.container_flags(["--enable_batching", f"--batching_parameters_file={BATCHING_PARAMS}"], tmp_path)
     assert flags == ["--enable_batching", "--batching_parameters_file=/config/batching_parameters_file.txt"]
     assert (tmp_path / "batching_parameters_file.txt").read_text() == BATCHING_PARAMS.read_text()
+
+
+def test_every_backend_gets_the_server_flags(tmp_path):
+    config = launch.build_config({"demo": tmp_path})
+    args = launch.parse_args(["--", "--enable_batching", f"--batching_parameters_file={BATCHING_PARAMS}"])
+    binary = launch.plan(args, config, tmp_path / "models.config", binary="/bin/tensorflow_model_server",
+                         docker=False, gpu=False)
+    assert binary.command[-2:] == ["--enable_batching", f"--batching_parameters_file={BATCHING_PARAMS}"]
+    docker = launch.plan(args, config, tmp_path / "models.config", binary=None, docker=True, gpu=False)
+    assert docker.command[-2:] == ["--enable_batching", "--batching_parameters_file=/config/batching_parameters_file.txt"]
+    assert (docker.config_path.parent / "batching_parameters_file.txt").read_text() == BATCHING_PARAMS.read_text()
+    ours = launch.plan(args, config, tmp_path / "models.config", binary=None, docker=False, gpu=False)
+    assert ours.command[-2:] == ["--enable_batching", f"--batching_parameters_file={BATCHING_PARAMS}"]
