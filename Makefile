@@ -21,7 +21,7 @@ BATCH_SIZE ?=
 NAME ?=
 #> SET       any config field, applied last: SET="model.filters=16 train.lr_schedule=constant"
 SET ?=
-#> MLFLOW_PORT  the MLflow UI's port
+#> MLFLOW_PORT  the MLflow UI's port, and mlflow-server's
 MLFLOW_PORT ?= 5000
 # tune
 #> TUNER     tune.tuner: random, bayesian or hyperband
@@ -34,7 +34,7 @@ RETRAIN_EPOCHS ?=
 OBJECTIVE ?=
 #> EXECUTIONS  tune.executions_per_trial
 EXECUTIONS ?=
-#> WORKERS   tune.workers: more than 1 runs KerasTuner's chief and that many workers here
+#> WORKERS   train: N MultiWorkerMirroredStrategy workers on loopback; tune.workers: more than 1 runs KerasTuner's chief and that many workers here
 WORKERS ?=
 #> OVERWRITE  1/yes/true/on (any case) deletes CONFIG's tuning/<name>/ project and starts a new search
 OVERWRITE ?=
@@ -53,10 +53,22 @@ GRPC_PORT ?= 8500
 REST_PORT ?= 8501
 #> IMAGE     image file(s) to send, e.g. serving/client/samples/digit_7.png
 IMAGE ?=
+#> TEXT      a string to send to a text model, e.g. TEXT="Der Hund schläft" (configs/fortunes_langid.yaml)
+TEXT ?=
 #> COUNT     how many Fashion-MNIST test images to send when IMAGE is unset
 COUNT ?= 5
 #> RELOADS   hot reloads of bench-soak
 RELOADS ?= 50
+#> PROMPT    generate: the text a language model continues (configs/fortunes_charlm.yaml)
+PROMPT ?=
+#> LENGTH    generate: characters to add to PROMPT
+LENGTH ?= 200
+#> TEMPERATURE  generate: sampling temperature (lower: safer, duller)
+TEMPERATURE ?= 0.8
+#> PROTOCOL  generate: rest or grpc
+PROTOCOL ?= rest
+#> LAB       lab: run only these experiments, e.g. LAB="adding activations" (default: all three)
+LAB ?=
 #> PYTEST_ARGS  extra pytest arguments, e.g. PYTEST_ARGS="-k export -x"
 PYTEST_ARGS ?=
 # serve: TF Serving's batching and monitoring flags, and any other server flag
@@ -98,7 +110,7 @@ TUNE_FLAGS := $(if $(TUNER),--tuner $(TUNER)) $(if $(TRIALS),--max-trials $(TRIA
 	$(if $(EXECUTIONS),--executions $(EXECUTIONS)) $(if $(WORKERS),--workers $(WORKERS)) \
 	$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(NAME),--name $(NAME)) \
 	$(if $(call yes,OVERWRITE),--overwrite) $(OVERRIDES)
-PREDICT_INPUT := $(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT))
+PREDICT_INPUT := $(if $(TEXT),--text "$(TEXT)",$(if $(IMAGE),--image $(IMAGE),--test-images $(COUNT)))
 MLFLOW_URI = $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlruns/mlflow.db)
 # Where a browser on this machine reaches the UI (0.0.0.0 is where it listens, not an address).
 MLFLOW_URL = http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(MLFLOW_PORT)
@@ -108,23 +120,28 @@ MLFLOW_URL = http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(MLFLO
 # GPU (through venv) and TF_CPP_MIN_LOG_LEVEL.
 READS_ALL := PYTHON VENV GPU TF_CPP_MIN_LOG_LEVEL
 READS_data = CONFIG SET
-READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET
+READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET WORKERS
 READS_tune = CONFIG TUNER TRIALS EPOCHS RETRAIN_EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE BATCH_SIZE NAME SET
 READS_promote = CONFIG MODEL MARGIN SET
-READS_serve = HOST GRPC_PORT REST_PORT MODEL_CONFIG BATCHING BATCHING_PARAMS MONITORING SERVER_FLAGS
+READS_serve = CONFIG SET HOST GRPC_PORT REST_PORT MODEL_CONFIG BATCHING BATCHING_PARAMS MONITORING SERVER_FLAGS
+READS_rollback = CONFIG MODEL SET
+READS_status = CONFIG SET
 READS_tune-batching = SLO_MS TUNE_BATCHING_FLAGS
-READS_predict-grpc = CONFIG MODEL IMAGE COUNT HOST GRPC_PORT
-READS_predict-rest = CONFIG MODEL IMAGE COUNT HOST REST_PORT
+READS_predict-grpc = CONFIG MODEL TEXT IMAGE COUNT HOST GRPC_PORT
+READS_predict-rest = CONFIG MODEL TEXT IMAGE COUNT HOST REST_PORT
 READS_mlflow-ui = CONFIG MLFLOW_PORT HOST
-READS_bench = $(READS_bench-train) $(READS_bench-serve) $(READS_bench-tune)
+READS_bench = $(sort $(READS_bench-train) $(READS_bench-serve) $(READS_bench-tune))
 READS_bench-train = CONFIG SET
+READS_bench-serve =
 READS_bench-tune = CONFIG SET
 READS_bench-soak = RELOADS
+READS_lab = LAB
+READS_generate = CONFIG MODEL PROMPT LENGTH TEMPERATURE PROTOCOL HOST GRPC_PORT REST_PORT
 READS_test = PYTEST_ARGS
 READS_test-full = PYTEST_ARGS
 
-.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench \
-	bench-train bench-serve bench-soak bench-tune tune-batching test test-full lint clean
+.PHONY: help venv data train tune promote rollback status serve predict-grpc predict-rest mlflow-ui bench lab \
+	generate bench-train bench-serve bench-soak bench-tune tune-batching test test-full lint clean
 
 help: ## Show the targets, the variables each reads, and what every variable means
 	@echo "Usage: make <target> [VARIABLE=value ...]   e.g. make train EPOCHS=3 SET='model.filters=16'"
@@ -146,40 +163,54 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create .venv with every dependency (once; again when pyproject.toml changes; GPU=1 adds CUDA)
 	@$(if $(GPU_WANTED),grep -qs gpu $(VENV)/.installed || { $(VENV)/bin/pip install --quiet -e '.[$(EXTRAS)]' && echo '$(EXTRAS)' > $(VENV)/.installed; },:)
 
-# Runs a pipeline command; if it exits 3 (Fashion-MNIST found nowhere), installs Debian's
-# dataset-fashion-mnist and runs it again. The command validates its config first.
-define with_fashion_mnist
+# Runs a pipeline command; if it exits 3 (the config's data needs Debian packages that are
+# missing: dataset-fashion-mnist, fortunes-*), installs the packages `pipeline packages`
+# names for CONFIG (or the config given as second argument) and runs it again. The command
+# validates its config first.
+define with_debian_packages
 echo '$(strip $(1))'; $(1); status=$$?; \
 if [ $$status -eq 3 ]; then \
-  echo "installing Debian's package dataset-fashion-mnist (offline copy of Fashion-MNIST)"; \
-  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null \
-    || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+  packages="$$($(PY) -m pipeline packages --config $(or $(2),$(CONFIG)) $(if $(2),,$(OVERRIDES)))"; \
+  [ -n "$$packages" ] || exit 3; \
+  echo "installing Debian's packages $$packages"; \
+  $(SUDO) apt-get install -y -q $$packages >/dev/null \
+    || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $$packages >/dev/null; } \
     && $(1); \
 else exit $$status; fi
 endef
 
-data: venv ## Find or fetch CONFIG's data and print its identity (Fashion-MNIST: TFDS, else Debian's files)
-	@$(call with_fashion_mnist,$(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES))
+data: venv ## Find or fetch CONFIG's data and print its identity; installs the Debian packages it needs (Fashion-MNIST, fortunes)
+	@$(call with_debian_packages,$(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES))
 
-train: venv ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
-	@$(call with_fashion_mnist,$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS))
+train: venv ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow (WORKERS=N: N workers)
+	@$(call with_debian_packages,$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS) $(if $(WORKERS),--workers $(WORKERS)))
 
 tune: venv ## Search CONFIG's space with KerasTuner, retrain the best for RETRAIN_EPOCHS (else EPOCHS), register it as challenger
-	@$(call with_fashion_mnist,$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS))
+	@$(call with_debian_packages,$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS))
 
-promote: venv ## Make MODEL's (default: CONFIG's name) challenger the champion if it beats it on the test split by MARGIN
+promote: venv ## Gate MODEL's challenger in a real server, then make it champion if it beats it on the test split by MARGIN; live on `make serve`
 	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN)) $(OVERRIDES)
 
-serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501 until Ctrl-C: TF Serving, its Docker image, or ours (BATCHING=1 BATCHING_PARAMS MONITORING=1 SERVER_FLAGS)
+serve: venv ## Serve the registry's champion (label stable) and challenger (canary), or MODEL_CONFIG, on gRPC 8500 / REST 8501 until Ctrl-C (BATCHING=1 BATCHING_PARAMS MONITORING=1 SERVER_FLAGS)
+	@config="$(MODEL_CONFIG)"; registry=; \
+	if [ -z "$$config" ]; then \
+	  config=$$($(PY) -m pipeline serving-config --config $(CONFIG) $(OVERRIDES)) || exit $$?; registry=--from-registry; \
+	  echo "models.config written from the MLflow registry: $$config"; fi; \
 	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
-	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG)) \
+	  --model_config_file "$$config" $$registry \
 	  $(if $(SERVE_SERVER_FLAGS),-- $(SERVE_SERVER_FLAGS))
 
-predict-grpc: venv ## Send IMAGE (or the first COUNT test images) to MODEL over gRPC; print classes
+rollback: venv ## Give MODEL's champion alias back to the previous champion (a running `make serve` follows live)
+	$(PY) -m pipeline rollback --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(OVERRIDES)
+
+status: venv ## Registry versions, aliases and accuracies beside what the running server has loaded; do they agree?
+	$(PY) -m pipeline status --config $(CONFIG) $(OVERRIDES)
+
+predict-grpc: venv ## Send TEXT, IMAGE (or the first COUNT test examples) to MODEL over gRPC; print classes
 	$(PY) -m serving.predict_demo --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
 	  --host $(HOST) --port $(GRPC_PORT)
 
-predict-rest: venv ## Send IMAGE (or the first COUNT test images) to MODEL over REST; print classes
+predict-rest: venv ## Send TEXT, IMAGE (or the first COUNT test examples) to MODEL over REST; print classes
 	$(PY) -m serving.predict_demo --protocol rest $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
 	  --host $(HOST) --port $(REST_PORT)
 
@@ -194,6 +225,17 @@ mlflow-ui: venv ## Print the URLs of CONFIG's experiment and latest run; start t
 	    exec $(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_URI)" \
 	      --default-artifact-root "$(CURDIR)/mlruns/artifacts" --host $(HOST) --port $(MLFLOW_PORT);; \
 	esac
+
+generate: venv ## Continue PROMPT with MODEL's (default configs/fortunes_charlm.yaml's) in-graph `generate` over PROTOCOL
+	$(PY) -m serving.predict_demo --protocol $(PROTOCOL) $(if $(MODEL),--model $(MODEL)) \
+	  --config $(if $(filter command line,$(origin CONFIG)),$(CONFIG),configs/fortunes_charlm.yaml) \
+	  --prompt "$(PROMPT)" --length $(LENGTH) --temperature $(TEMPERATURE) --host $(HOST) \
+	  --port $(if $(filter grpc,$(PROTOCOL)),$(GRPC_PORT),$(REST_PORT))
+
+lab: venv ## The lab: adding problem (SimpleRNN/LSTM/GRU), vanishing gradients, activations, representations (MLflow + lab_results/)
+	@$(call with_debian_packages,$(PY) -m pipeline data --config configs/fashion_cnn.yaml >/dev/null,configs/fashion_cnn.yaml)
+	@$(call with_debian_packages,$(PY) -m pipeline data --config configs/fortunes_langid.yaml >/dev/null,configs/fortunes_langid.yaml)
+	$(PY) -m pipeline lab $(if $(LAB),$(foreach item,$(LAB),--only $(item)))
 
 bench: bench-train bench-serve bench-tune ## Run every benchmark (JSON and Markdown under bench/results/)
 
@@ -215,6 +257,30 @@ tune-batching: venv ## Sweep batching parameters with real clients; keep the fas
 
 bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
 	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
+
+# mlflow-server, fetch-models, deploy-check, compose-up
+#> MLFLOW_DATA  mlflow-server: the folder of its PostgreSQL cluster (and of the artifacts by default)
+MLFLOW_DATA ?= mlflow-server
+#> MLFLOW_HOST  mlflow-server: the interface to listen on (0.0.0.0: all; it has no login)
+MLFLOW_HOST ?= 127.0.0.1
+#> MLFLOW_ARTIFACTS  mlflow-server: the artifact store (default MLFLOW_DATA/artifacts; s3://bucket/path, gs://bucket/path)
+MLFLOW_ARTIFACTS ?=
+READS_mlflow-server = MLFLOW_DATA MLFLOW_HOST MLFLOW_PORT MLFLOW_ARTIFACTS
+READS_fetch-models = CONFIG MODEL
+.PHONY: mlflow-server fetch-models
+mlflow-server: venv ## Shared MLflow server on PostgreSQL: MLFLOW_DATA folder, MLFLOW_HOST, MLFLOW_PORT, MLFLOW_ARTIFACTS (s3://, gs://)
+	$(PY) -m pipeline mlflow-server --data-dir $(MLFLOW_DATA) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
+	  $(if $(MLFLOW_ARTIFACTS),--artifacts-destination $(MLFLOW_ARTIFACTS))
+
+fetch-models: venv ## Download the registry's aliased versions of MODEL (default: every model) into saved_models/
+	$(PY) -m pipeline fetch-models --config $(CONFIG) $(if $(MODEL),--model $(MODEL))
+
+.PHONY: deploy-check compose-up
+deploy-check: venv ## Validate deploy/ offline: Kubernetes schemas (strict), the Compose spec, TF Serving's config protos
+	$(PY) -m serving.deploy_check
+
+compose-up: ## Start deploy/compose.yaml (TF Serving GPU, MLflow on PostgreSQL, Prometheus) where Docker exists
+	docker compose -f deploy/compose.yaml up -d --build
 
 test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
 	$(PY) -m pytest $(PYTEST_ARGS)

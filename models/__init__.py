@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from models import cnn, rnn
+from models import charlm, cnn, rnn
 from models.spec import InputSpec
 
-FAMILIES: dict[str, ModuleType] = {"cnn": cnn, "rnn": rnn}
+FAMILIES: dict[str, ModuleType] = {"cnn": cnn, "rnn": rnn, "charlm": charlm}
 
 
 def get_family(name: str) -> ModuleType:

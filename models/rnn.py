@@ -32,7 +32,8 @@ DropoutRate = Annotated[float, Field(ge=0.0, lt=1.0)]
 TINY = {"units": 8, "recurrent_layers": 1, "dense_units": 0, "embedding_dim": 8}
 
 
-def _as_sequence(inputs: keras.KerasTensor, input_spec: InputSpec, embedding_dim: int):
+def _as_sequence(inputs: keras.KerasTensor, input_spec: InputSpec, embedding_dim: int,
+                 mask_padding: bool):
     """Return (timesteps x features) tensors: image rows, embedded tokens, or the sequence."""
     if input_spec.kind == "image":
         height, width, channels = input_spec.shape
@@ -42,12 +43,14 @@ def _as_sequence(inputs: keras.KerasTensor, input_spec: InputSpec, embedding_dim
         vectorize = layers.TextVectorization(
             vocabulary=list(input_spec.vocabulary),
             output_sequence_length=input_spec.sequence_length,
+            split=input_spec.split, standardize=input_spec.standardize,
             name="vectorize",
         )
         tokens = vectorize(inputs)
         # mask_zero: padding tokens are skipped by the recurrent layers, not read as words.
         return layers.Embedding(
-            vectorize.vocabulary_size(), embedding_dim, mask_zero=True, name="embedding"
+            vectorize.vocabulary_size(), embedding_dim, mask_zero=mask_padding,
+            name="embedding",
         )(tokens)
     return inputs
 
@@ -64,6 +67,9 @@ def build(
     cell_activation: Activation = "tanh",
     dropout: DropoutRate = 0.1,
     embedding_dim: Annotated[int, Field(ge=1)] = 64,
+    conv_filters: Annotated[int, Field(ge=0)] = 0,
+    conv_kernel_size: Annotated[int, Field(ge=1, le=15)] = 5,
+    conv_pool: Annotated[int, Field(ge=1, le=8)] = 3,
     dense_units: Annotated[int, Field(ge=0)] = 128,
     activation: Activation = "relu",
     dense_dropout: DropoutRate = 0.3,
@@ -77,9 +83,20 @@ def build(
     Every recurrent layer but the last returns its whole output sequence, so the next layer
     reads the sequence of hidden states; the last returns its final state for the head.
     `cell_activation` other than tanh turns off the cuDNN kernels on GPU.
+
+    `conv_filters` > 0 puts a 1-D convolution (n-gram detectors over `conv_kernel_size`
+    steps) and max-pooling by `conv_pool` before the recurrent layers: a character
+    sequence `conv_pool` times shorter is that much cheaper to recur over, and each step
+    then carries a few characters' worth of pattern. Convolutions do not skip padding, so
+    the text is not masked then.
     """
     inputs = model_input(input_spec)
-    x = _as_sequence(inputs, input_spec, embedding_dim)
+    x = _as_sequence(inputs, input_spec, embedding_dim, mask_padding=conv_filters == 0)
+    if conv_filters > 0:
+        x = layers.Conv1D(conv_filters, conv_kernel_size, padding="same", activation=activation,
+                          name="conv")(x)
+        if conv_pool > 1:
+            x = layers.MaxPooling1D(conv_pool, name="conv_pool")(x)
     for index in range(recurrent_layers):
         last = index == recurrent_layers - 1
         layer = recurrent_layer(

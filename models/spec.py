@@ -23,6 +23,7 @@ class InputSpec:
     dtype: str
     vocabulary: tuple[str, ...] = ()
     sequence_length: int = 0
+    split: str = "whitespace"  # text: "whitespace" (word tokens) or "character"
 
     @property
     def name(self) -> str:
@@ -34,11 +35,17 @@ class InputSpec:
         return cls(kind="image", shape=(height, width, channels), dtype="uint8")
 
     @classmethod
-    def text(cls, vocabulary: tuple[str, ...], sequence_length: int) -> InputSpec:
+    def text(cls, vocabulary: tuple[str, ...], sequence_length: int,
+             split: str = "whitespace") -> InputSpec:
         return cls(
             kind="text", shape=(), dtype="string", vocabulary=vocabulary,
-            sequence_length=sequence_length,
+            sequence_length=sequence_length, split=split,
         )
+
+    @property
+    def standardize(self) -> str:
+        """TextVectorization's standardize: characters keep punctuation (it tells languages apart)."""
+        return "lower" if self.split == "character" else "lower_and_strip_punctuation"
 
     @classmethod
     def sequence(cls, timesteps: int, features: int) -> InputSpec:

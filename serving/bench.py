@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+import serving.client
 from serving import bench_load
-from serving.client import GrpcClient, RestClient
 from serving.common import cpu_description, free_port, list_versions
 from serving.load import ECHO_METHOD, LoadGenerator, request_payload
-from serving.server.core.servable import onednn_enabled
 
 BATCHES = (1, 32)
 PATHS = ("in-process", "gRPC", "REST", "gRPC echo")
@@ -106,6 +105,8 @@ class BenchServer:
         command = [*server, f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                    f"--model_name={name}", f"--model_base_path={base_path.resolve()}", *extra_flags]
         # The server runs the kernels this process runs, so the floor is comparable.
+        from serving.server.core.servable import onednn_enabled  # imports TensorFlow
+
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_ENABLE_ONEDNN_OPTS": "1" if onednn_enabled() else "0"}
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -197,6 +198,8 @@ def run(args) -> dict:
     """Return the benchmark results (also written as JSON and markdown)."""
     import tensorflow as tf
 
+    from serving.server.core.servable import onednn_enabled
+
     name, version_dir, temporary = target_model(args)
     batching = _batching_options(Path(args.batching_params))
     signature = tf.saved_model.load(str(version_dir)).signatures[args.signature]
@@ -243,8 +246,8 @@ def run(args) -> dict:
                                     f"--batching_parameters_file={Path(args.batching_params).resolve()}",
                                     *args.server_flags], args.binary)
         echo_server = _EchoServer()
-        _latency({"in-process": in_process, "gRPC": over(GrpcClient, servers["off"].grpc_port),
-                  "REST": over(RestClient, servers["off"].rest_port), "gRPC echo": echo(echo_server.port)},
+        _latency({"in-process": in_process, "gRPC": over(serving.client.GrpcClient, servers["off"].grpc_port),
+                  "REST": over(serving.client.RestClient, servers["off"].rest_port), "gRPC echo": echo(echo_server.port)},
                  results, args)
         results["ceiling"] = {"single": bench_load.in_process_rate(in_process(1), 1, args.seconds),
                               "batched": bench_load.in_process_rate(in_process(batching.max_batch_size),

@@ -7,6 +7,7 @@ out-of-range model field fails at load time, naming the field, like any other.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import inspect
 import json
@@ -28,6 +29,8 @@ from models import get_family
 
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+# The languages pipeline/sources/fortunes.py knows (its LANGUAGES table has the same keys).
+FortuneLanguage = Literal["en", "de", "es", "it", "pt", "pl", "cs", "eo", "ga"]
 
 
 class ConfigError(ValueError):
@@ -39,10 +42,17 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    source: Literal["fashion_mnist", "tfds", "image_folder", "text_folder"] = "fashion_mnist"
+    source: Literal["fashion_mnist", "tfds", "image_folder", "text_folder",
+                    "fortunes"] = "fashion_mnist"
     name: str | None = None  # TFDS data set name (source tfds), e.g. "mnist" or "mnist:3.0.1"
     data_dir: Path | None = None  # TFDS data_dir; TFDS's own default when unset
     path: Path | None = None  # the folder of image_folder / text_folder: one subfolder per class
+    # fortunes: the languages (labels, in this order), offensive sets, per-file encodings
+    # (path under the folder -> codec, e.g. {"pl/bajki": "iso-8859-2"}), records per language.
+    languages: tuple[FortuneLanguage, ...] | None = None  # None: every language it knows
+    include_offensive: bool = False  # the `off/` folders
+    encodings: dict[str, str] = Field(default_factory=dict)
+    max_per_class: Annotated[int, Field(ge=1)] | None = None  # balance classes by capping
     train_split: str = "train"
     test_split: str | None = "test"  # None: carve the test split out of train_split
     input_key: str | None = None  # TFDS feature holding the input; None: "image" or "text"
@@ -63,6 +73,19 @@ class DataConfig(Section):
     download: bool = True  # let TFDS download when its host answers
     vocabulary_size: Annotated[int, Field(ge=2)] = 20_000  # text: most frequent tokens kept
     sequence_length: Annotated[int, Field(ge=1)] = 200  # text: tokens per example
+    text_split: Literal["whitespace", "character"] = "whitespace"  # text: words or characters
+
+    @field_validator("encodings")
+    @classmethod
+    def _known_codecs(cls, encodings: dict[str, str]) -> dict[str, str]:
+        for name, encoding in encodings.items():
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise ValueError(f"data.encodings.{name}: unknown encoding {encoding!r}; "
+                                 "use a Python codec name such as utf-8, latin-1, "
+                                 "iso-8859-2") from None
+        return encodings
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:
@@ -120,6 +143,12 @@ class TrainConfig(Section):
     resume: bool = True  # continue an interrupted run of the same config
     checkpoint_dir: Path = Path("checkpoints")
     insights: bool = True  # gradient flow, feature maps, embeddings in MLflow
+    # Per-layer gradient norms and, for RNNs, ∂loss/∂h_t over t, logged while training
+    # (pipeline/fitting/gradient_monitor.py), on `gradient_monitor_examples` training examples.
+    gradient_monitor: bool = False
+    gradient_monitor_examples: Annotated[int, Field(ge=1)] = 64
+    # A non-neural model fitted and tested on the same split, logged as baseline_test_*.
+    baseline: Literal["none", "char_ngram_logreg"] = "none"
 
 
 class TrackingConfig(Section):
@@ -160,6 +189,12 @@ class TuneConfig(Section):
     workers: Annotated[int, Field(ge=1, le=64)] = 1  # >1: chief + workers on this machine
     max_consecutive_failed_trials: Annotated[int, Field(ge=1)] = 3
     promotion_margin: Annotated[float, Field(ge=0.0)] = 0.0  # challenger must beat champion by
+    # The gate before promotion: the challenger served alone in a real server process must
+    # answer `gate_examples` test inputs (and its warmup requests) like the in-process
+    # SavedModel, within `gate_tolerance` on probabilities, at p99 <= `gate_p99_ms` per protocol.
+    gate_examples: Annotated[int, Field(ge=1)] = 50
+    gate_tolerance: Annotated[float, Field(gt=0.0)] = 1e-5
+    gate_p99_ms: Annotated[float, Field(gt=0.0)] = 250.0
 
 
 class RunConfig(Section):

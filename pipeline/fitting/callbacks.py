@@ -23,6 +23,7 @@ from typing import Any
 import keras
 
 from pipeline.config import TrainConfig
+from pipeline.fitting.gradient_monitor import GradientMonitor
 from pipeline.tracking import MetricsCallback, Run
 
 
@@ -33,18 +34,23 @@ def monitor_mode(metric: str) -> str:
 
 def fit_callbacks(config: TrainConfig, *, mlflow_run: Run, backup_dir: Path,
                   base_learning_rate: float, examples_per_epoch: int,
-                  best_weights: Path | None = None,
-                  metric_prefix: str = "") -> list[keras.callbacks.Callback]:
+                  best_weights: Path | None = None, restore_dir: Path | None = None,
+                  metric_prefix: str = "",
+                  monitor_sample: tuple[Any, Any] | None = None,
+                  ) -> list[keras.callbacks.Callback]:
     """Return the callbacks of one fit: what training and every tuning trial run with.
 
     `config` says what to monitor (`monitor`), how long the fit is (`epochs`, for the
     schedule), the schedule and the early-stopping patience (None: no early stopping).
     The best-epoch checkpoint is written to `best_weights` when given (KerasTuner trials
     have their own); after a resume it starts from the best value the MLflow run already
-    holds. MLflow logging comes last, so it sees what the others add to the logs.
+    holds. With `config.gradient_monitor`, `monitor_sample` (inputs, labels) is what the
+    gradient monitor measures on. MLflow logging comes last, so it sees what the others add
+    to the logs. `restore_dir` is where a resumed fit reads its backup, when not `backup_dir`
+    (a non-chief worker reads the chief's).
     """
     mode = monitor_mode(config.monitor)
-    callbacks: list[keras.callbacks.Callback] = [CrashSafeBackup(str(backup_dir))]
+    callbacks: list[keras.callbacks.Callback] = [CrashSafeBackup(str(backup_dir), restore_dir)]
     if best_weights is not None:
         history = [value for _, value in mlflow_run.metric_history(metric_prefix + config.monitor)]
         best_so_far = (max(history) if mode == "max" else min(history)) if history else None
@@ -58,6 +64,8 @@ def fit_callbacks(config: TrainConfig, *, mlflow_run: Run, backup_dir: Path,
     schedule = learning_rate_schedule(config, base_learning_rate, mode)
     if schedule is not None:
         callbacks.append(schedule)
+    if config.gradient_monitor and monitor_sample is not None:
+        callbacks.append(GradientMonitor(mlflow_run, *monitor_sample, prefix=metric_prefix))
     callbacks.append(MetricsCallback(mlflow_run, prefix=metric_prefix))
     return callbacks
 
@@ -130,7 +138,12 @@ class CrashSafeBackup(keras.callbacks.BackupAndRestore):
     batch and that file's name) is written under a staging name and renamed over the old
     metadata. That rename is the commit: the metadata always names complete weights, and
     the weights always match its epoch. Older weight files are removed after the commit.
+    With `restore_dir`, a resumed fit reads the backup there instead of in `backup_dir`.
     """
+
+    def __init__(self, backup_dir: str, restore_dir: Path | None = None, **kwargs: Any):
+        super().__init__(backup_dir, **kwargs)
+        self.restore_dir = restore_dir
 
     def _save_model(self) -> None:
         backup = Path(self.backup_dir)
@@ -149,6 +162,8 @@ class CrashSafeBackup(keras.callbacks.BackupAndRestore):
         if not self.model.built:
             raise ValueError("CrashSafeBackup needs a built model: call it on a batch before fit()")
         metadata_path = Path(self._training_metadata_path)
+        if self.restore_dir is not None:
+            metadata_path = Path(self.restore_dir) / metadata_path.name
         if not metadata_path.exists():
             return  # nothing committed yet: start from the first epoch
         metadata = json.loads(metadata_path.read_text())

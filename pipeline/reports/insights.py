@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from models.blocks import ACTIVATIONS
+from pipeline.fitting.gradients import first_recurrent
+from pipeline.fitting.gradients import layer_gradient_norms as gradient_norms
 from pipeline.stages.data import Datasets
 from pipeline.tracking import Run
 
@@ -37,47 +39,19 @@ def log_insights(model: keras.Model, data: Datasets, mlflow_run: Run) -> None:
         learned = np.asarray(extractor(inputs, training=False), dtype=np.float32)
         raw = np.asarray(tf.reshape(tf.cast(inputs, tf.float32), (len(labels), -1))) \
             if data.input_spec.kind != "text" else None
-        mlflow_run.log_figure(_pca_figure(raw, learned, labels.numpy(), data.class_names),
+        mlflow_run.log_figure(pca_figure(raw, learned, labels.numpy(), data.class_names),
                               "insights/representation_pca.png")
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     if convs:
         mlflow_run.log_figure(_feature_maps(model, convs[0], inputs[:1]),
                               "insights/feature_maps.png")
-    recurrent = next((layer for layer in model.layers if _is_recurrent(layer)), None)
+    recurrent = first_recurrent(model)
     if recurrent is not None:
         per_step = gradient_through_time(model, recurrent, inputs[:128], labels[:128])
         mlflow_run.log_figure(_time_figure(per_step, recurrent.name),
                               "insights/gradient_through_time.png")
     used = {layer.get_config().get("activation") for layer in model.layers}
     mlflow_run.log_figure(activation_figure(used), "insights/activations.png")
-
-
-def gradient_norms(model: keras.Model, inputs: tf.Tensor, labels: tf.Tensor) -> dict[str, float]:
-    """Return the L2 norm of dLoss/dW per layer, input to output, over its weight matrices.
-
-    W is every kernel a layer has: a Dense or Conv kernel, a recurrent layer's input and
-    recurrent kernels (both directions when bidirectional), an embedding table. Biases and
-    normalisation scales are left out: they are not where the signal is multiplied.
-    """
-    matrices = {layer.name: [weight for weight in layer.trainable_weights
-                             if weight.path.rsplit("/", 1)[-1].endswith(("kernel", "embeddings"))]
-                for layer in model.layers}
-    matrices = {name: weights for name, weights in matrices.items() if weights}
-    flat = [weight for weights in matrices.values() for weight in weights]
-    with tf.GradientTape() as tape:
-        loss = model.compute_loss(x=inputs, y=labels, y_pred=model(inputs, training=False))
-    gradients = iter(tape.gradient(loss, flat))
-    norms = {}
-    for name, weights in matrices.items():
-        parts = [next(gradients) for _ in weights]
-        parts = [tf.convert_to_tensor(part) for part in parts if part is not None]
-        if parts:
-            norms[name] = float(tf.linalg.global_norm(parts))
-    return norms
-
-
-def _is_recurrent(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
 
 
 def gradient_through_time(model: keras.Model, recurrent: keras.layers.Layer,
@@ -111,19 +85,19 @@ def _bar_figure(norms: dict[str, float]):
     return figure
 
 
-def _project(values: np.ndarray) -> np.ndarray:
+def pca_2d(values: np.ndarray) -> np.ndarray:
     centred = values - values.mean(axis=0)
     _, _, components = np.linalg.svd(centred, full_matrices=False)
     return centred @ components[:2].T
 
 
-def _pca_figure(raw: np.ndarray | None, learned: np.ndarray, labels: np.ndarray,
+def pca_figure(raw: np.ndarray | None, learned: np.ndarray, labels: np.ndarray,
                 class_names: tuple[str, ...]):
     panels = [("raw input", raw), ("learned features (head input)", learned)]
     panels = [(title, values) for title, values in panels if values is not None]
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
     for axis, (title, values) in zip(axes[0], panels):
-        points = _project(values)
+        points = pca_2d(values)
         for label, name in enumerate(class_names):
             chosen = labels == label
             axis.scatter(points[chosen, 0], points[chosen, 1], s=6, label=name)

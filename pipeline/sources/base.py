@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,39 @@ class DataError(RuntimeError):
     """Data that cannot be read; the message names the file or folder."""
 
 
-class MissingFashionMnist(DataError):
+class MissingPackages(DataError):
+    """Debian packages the configured data needs are not installed; `make data` installs them.
+
+    The CLI exits 3 on it; `python -m pipeline packages --missing` then names them.
+    """
+
+    def __init__(self, message: str, packages: tuple[str, ...]):
+        super().__init__(message)
+        self.packages = packages
+
+
+class MissingFashionMnist(MissingPackages):
     """No copy of Fashion-MNIST anywhere; `make data` then installs Debian's package."""
+
+    def __init__(self, message: str):
+        super().__init__(message, ("dataset-fashion-mnist",))
+
+
+def installed_versions(packages: tuple[str, ...]) -> dict[str, str | None]:
+    """Return each Debian package's installed version (None if absent) from dpkg-query."""
+    versions: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            answer = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Status}\t${Version}",
+                                     package], capture_output=True, text=True, timeout=30,
+                                    check=False)
+        except (OSError, subprocess.TimeoutExpired):  # no dpkg: not a Debian system
+            versions[package] = None
+            continue
+        status, _, version = answer.stdout.partition("\t")
+        installed = answer.returncode == 0 and status == "installed"
+        versions[package] = version if installed else None
+    return versions
 
 
 @dataclass(frozen=True)
@@ -107,8 +139,10 @@ def finish_source(splits: dict[str, Split], input_spec: InputSpec | None,
     if input_spec is None:
         import keras
 
-        vectorizer = keras.layers.TextVectorization(max_tokens=config.vocabulary_size)
+        split = InputSpec.text((), 0, config.text_split)
+        vectorizer = keras.layers.TextVectorization(
+            max_tokens=config.vocabulary_size, split=split.split, standardize=split.standardize)
         vectorizer.adapt(splits["train"].examples.map(lambda text, label: text).batch(256))
         vocabulary = tuple(vectorizer.get_vocabulary()[2:])  # drop padding and [UNK]
-        input_spec = InputSpec.text(vocabulary, config.sequence_length)
+        input_spec = InputSpec.text(vocabulary, config.sequence_length, config.text_split)
     return Source(splits, input_spec, class_names, identity)

@@ -17,11 +17,10 @@ from pipeline.sources.base import (
     Source,
     Split,
     partition,
-    reachable,
     sha256_file,
     take,
 )
-from pipeline.sources.tfds import tfds_builder, tfds_source
+from pipeline.sources.tfds import tfds_builder, tfds_source, unreachable_endpoint
 
 # Debian's package `dataset-fashion-mnist` installs the original IDX files here.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -85,9 +84,9 @@ def fashion_mnist(config: DataConfig, seed: int) -> Source:
     the same (the Debian gzip files differ byte-wise, so TFDS's checksums reject them).
     """
     builder = tfds_builder("fashion_mnist", config.data_dir)
-    downloadable = config.download and reachable(FASHION_MNIST_HOST, 80)
+    downloadable = config.download and unreachable_endpoint(builder) is None
     if builder.is_prepared() or downloadable:
-        return tfds_source(config, seed, name="fashion_mnist", hosts=(FASHION_MNIST_HOST,))
+        return tfds_source(config, seed, name="fashion_mnist")
     if (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
         return debian_fashion_mnist(config, seed)
     raise MissingFashionMnist(

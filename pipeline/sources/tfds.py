@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import tensorflow as tf
 
@@ -33,16 +34,44 @@ def tfds_builder(name: str, data_dir: Path | None):
         raise DataError(f"data.name: unknown TFDS data set {name!r}: {error}") from None
 
 
-def _tfds_ensure_prepared(builder, config: DataConfig, hosts: tuple[str, ...]) -> None:
+def download_endpoints(builder) -> list[tuple[str, int]]:
+    """Return the (host, port) of every URL the data set downloads from, in first-seen order.
+
+    The URLs are those of the data set's own registered checksums (TFDS's `url_infos`); the
+    port is the URL's, else its scheme's (http 80, https 443). A data set that registers
+    none (one generated locally, say) gives an empty list.
+    """
+    endpoints: dict[tuple[str, int], None] = {}
+    for url in builder.url_infos or {}:
+        parts = urlsplit(url)
+        if parts.hostname:
+            port = parts.port or {"http": 80, "https": 443, "ftp": 21}.get(parts.scheme, 443)
+            endpoints[(parts.hostname, port)] = None
+    return list(endpoints)
+
+
+def unreachable_endpoint(builder) -> tuple[str, int] | None:
+    """Return the first download endpoint that does not answer, or None if all do.
+
+    TFDS retries an unreachable host for minutes before it fails: a 3-second probe per
+    host first turns that into one clear line.
+    """
+    return next((endpoint for endpoint in download_endpoints(builder)
+                 if not reachable(*endpoint)), None)
+
+
+def _tfds_ensure_prepared(builder, config: DataConfig) -> None:
     if builder.is_prepared():
         return
     location = builder.data_dir
     if not config.download:
         raise DataError(f"TFDS data set {builder.name} is not prepared in {location} "
                         "and data.download is false")
-    if not any(reachable(host) for host in hosts):
+    unreachable = unreachable_endpoint(builder)
+    if unreachable is not None:
+        host, port = unreachable
         raise DataError(f"TFDS data set {builder.name} is not prepared in {location} and "
-                        f"its download host ({hosts[0]}) is unreachable")
+                        f"its download host {host}:{port} is unreachable")
     builder.download_and_prepare()
 
 
@@ -73,11 +102,10 @@ def _tfds_input_spec(builder, input_key: str, config: DataConfig) -> InputSpec |
     return InputSpec.image(*(config.image_size or (height, width)), channels)
 
 
-def tfds_source(config: DataConfig, seed: int, name: str | None = None,
-                hosts: tuple[str, ...] = ("storage.googleapis.com",)) -> Source:
+def tfds_source(config: DataConfig, seed: int, name: str | None = None) -> Source:
     """Return a TFDS data set's splits; validation (and test, if absent) carved by seed."""
     builder = tfds_builder(name or config.name, config.data_dir)
-    _tfds_ensure_prepared(builder, config, hosts)
+    _tfds_ensure_prepared(builder, config)
     info = builder.info
     input_key = _tfds_input_key(builder, config)
     label_key = config.label_key

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import tensorflow as tf
 
+from serving.common import read_lineage
 from serving.server import protos
 from serving.server.core import errors
 from serving.server.core.servable import onednn_enabled
@@ -122,6 +123,7 @@ class ModelServer:
                 self.metrics.observe("warmup_latency", (servable.path, status), (time.perf_counter() - started) * 1e6)
 
     def _retire(self, servable) -> None:
+        self.metrics.set_lineage(servable.name, servable.version, {})
         if self.scheduler is not None:
             self.scheduler.detach(servable)
 
@@ -137,6 +139,7 @@ class ModelServer:
     def _on_load(self, name, version, path, error, seconds) -> None:
         self.metrics.count("load_attempts", (path, "success" if error is None else "fail"))
         if error is None:
+            self.metrics.set_lineage(name, version, read_lineage(path))
             # A loaded model adds hundreds of thousands of long-lived objects; freezing them
             # keeps full garbage collections (triggered by request JSON) from walking them
             # all, which otherwise costs up to ~200 ms at p99 on a large REST body.

@@ -4,6 +4,10 @@ TF Serving exports TensorFlow's monitoring registry, renaming '/tensorflow/servi
 ':tensorflow:serving:x' (util/prometheus_exporter.cc). The same names, labels and bucket
 limits (exponential, scale 10, growth 1.8, 33 buckets, in microseconds) are kept here, so
 dashboards built for the real server work unchanged; prometheus_client writes the page.
+One metric of our own, `tfpipe_model_lineage_info`, names the MLflow run and registered
+version of each loaded version (from its assets.extra/), so a dashboard can tell which
+training run answers.
+
 The batching metrics are BatchingSession's (batching/batching_session.cc, batching_util.h),
 each with its own buckets.
 """
@@ -58,6 +62,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counters = {key: {} for key in self._COUNTERS}
         self._histograms = {key: {} for key in self._HISTOGRAMS}
+        self._lineage: dict[tuple[str, int], dict[str, str]] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)
 
@@ -72,6 +77,14 @@ class Metrics:
             if labels not in cells:
                 cells[labels] = _Histogram(self._buckets(metric))
             cells[labels].observe(value)
+
+    def set_lineage(self, model_name: str, version: int, lineage: dict[str, str]) -> None:
+        """Show a loaded version's lineage (run id, registered version), or stop showing it ({})."""
+        with self._lock:
+            if lineage:
+                self._lineage[(model_name, version)] = lineage
+            else:
+                self._lineage.pop((model_name, version), None)
 
     def _buckets(self, metric: str) -> list[float]:
         spec = self._HISTOGRAMS[metric]
@@ -98,6 +111,14 @@ class Metrics:
                 yield family
             for key, (path, documentation, label_names, *_) in self._HISTOGRAMS.items():
                 yield _histogram_family(path, documentation, label_names, self._histograms[key])
+            family = Metric("tfpipe_model_lineage", "The MLflow run and registered version of "
+                            "each loaded model version.", "info")
+            for (model_name, version), lineage in sorted(self._lineage.items()):
+                family.add_sample("tfpipe_model_lineage_info", {
+                    "model_name": model_name, "version": str(version),
+                    "run_id": lineage.get("run_id", ""),
+                    "registered_version": lineage.get("version", "")}, 1)
+            yield family
 
     def page(self) -> bytes:
         """Return the text exposition page."""

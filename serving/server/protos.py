@@ -88,6 +88,11 @@ def read_text_proto(path: str, message):
     return message
 
 
+def message_class(message_name: str) -> type:
+    """Return the class of tensorflow.serving.<message_name> (MonitoringConfig, BatchingParameters)."""
+    return _classes()[message_name]
+
+
 def parse_text_file(path: str, message_name: str):
     """Return the text-format file at `path` parsed as tensorflow.serving.<message_name>."""
-    return read_text_proto(path, _classes()[message_name]())
+    return read_text_proto(path, message_class(message_name)())
