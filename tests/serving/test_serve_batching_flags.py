@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from serving import launch
+from serving.bench_load import scrape
 from serving.client import GrpcClient
 from serving.common import free_port
 from serving.demo_model import sample_pixels
@@ -31,7 +31,7 @@ def test_make_serve_passes_batching_and_monitoring_flags(model_store, tmp_path):
     process = subprocess.Popen(
         ["make", "--no-print-directory", "-o", f"{venv}/.installed", f"VENV={venv}", "serve", f"MODEL_CONFIG={config}",
          f"GRPC_PORT={grpc_port}", f"REST_PORT={rest_port}", "BATCHING=1", f"BATCHING_PARAMS={BATCHING_PARAMS}",
-         "MONITORING=1", "SERVER_FLAGS=--rest_api_timeout_in_ms=20000"],
+         "MONITORING=1", "SERVER_FLAGS=--grpc_max_threads=7"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env={**os.environ, "PATH": f"{venv}/bin:{os.environ['PATH']}"},
     )
@@ -43,13 +43,15 @@ def test_make_serve_passes_batching_and_monitoring_flags(model_store, tmp_path):
             if "Exporting HTTP/REST API" in lines[-1] or not lines[-1]:
                 break
         output = "".join(lines)
-        assert "--enable_batching" in output and "--rest_api_timeout_in_ms=20000" in output, output
+        # Batching is on (the REST threads are raised for it); SERVER_FLAGS' value stands.
+        assert "--rest_api_num_threads raised" in output and "--grpc_max_threads raised" not in output, output
+        before = scrape(rest_port, "/monitoring/prometheus/metrics")  # warmup may have run batches
         outputs = GrpcClient("127.0.0.1", grpc_port).predict("demo", {"image": sample_pixels(3)})
         assert outputs["probabilities"].shape == (3, 10)
-        page = urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics",
-                                      timeout=30).read().decode()
-        assert ":tensorflow:serving:batching_session:wrapped_run_count 1.0" in page
-        assert ":tensorflow:serving:batching_session:processed_batch_size_sum 3.0" in page
+        after = scrape(rest_port, "/monitoring/prometheus/metrics")
+        runs, rows = (":tensorflow:serving:batching_session:wrapped_run_count",
+                      ":tensorflow:serving:batching_session:processed_batch_size_sum")
+        assert (after[runs] - before.get(runs, 0), after[rows] - before.get(rows, 0)) == (1, 3)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         process.communicate(timeout=60)
@@ -62,3 +64,16 @@ def test_flag_files_are_checked_and_copied_into_the_container(tmp_path):
     flags = launch.container_flags(["--enable_batching", f"--batching_parameters_file={BATCHING_PARAMS}"], tmp_path)
     assert flags == ["--enable_batching", "--batching_parameters_file=/config/batching_parameters_file.txt"]
     assert (tmp_path / "batching_parameters_file.txt").read_text() == BATCHING_PARAMS.read_text()
+
+
+def test_every_backend_gets_the_server_flags(tmp_path):
+    config = launch.build_config({"demo": tmp_path})
+    args = launch.parse_args(["--", "--enable_batching", f"--batching_parameters_file={BATCHING_PARAMS}"])
+    binary = launch.plan(args, config, tmp_path / "models.config", binary="/bin/tensorflow_model_server",
+                         docker=False, gpu=False)
+    assert binary.command[-2:] == ["--enable_batching", f"--batching_parameters_file={BATCHING_PARAMS}"]
+    docker = launch.plan(args, config, tmp_path / "models.config", binary=None, docker=True, gpu=False)
+    assert docker.command[-2:] == ["--enable_batching", "--batching_parameters_file=/config/batching_parameters_file.txt"]
+    assert (docker.config_path.parent / "batching_parameters_file.txt").read_text() == BATCHING_PARAMS.read_text()
+    ours = launch.plan(args, config, tmp_path / "models.config", binary=None, docker=False, gpu=False)
+    assert ours.command[-2:] == ["--enable_batching", f"--batching_parameters_file={BATCHING_PARAMS}"]

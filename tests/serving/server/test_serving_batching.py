@@ -146,9 +146,9 @@ def test_oversize_request_is_invalid_argument_over_grpc_and_400_over_rest(batchi
 
 
 def test_full_queue_answers_unavailable_and_503_at_once(model_store, start_server, tmp_path):
-    # One batch of 2 may wait (3 s timeout): a call that cannot join it has nowhere to go.
+    # One batch of 2 may wait (5 s timeout): a call that cannot join it has nowhere to go.
     (tmp_path / "batching.config").write_text(
-        "max_batch_size { value: 2 } batch_timeout_micros { value: 3000000 } "
+        "max_batch_size { value: 2 } batch_timeout_micros { value: 5000000 } "
         "num_batch_threads { value: 1 } max_enqueued_batches { value: 1 }")
     server = start_server([f"--model_base_path={model_store['hpt_v1'].parent}", "--model_name=hpt",
                            "--enable_batching", f"--batching_parameters_file={tmp_path / 'batching.config'}"])
@@ -162,7 +162,7 @@ def test_full_queue_answers_unavailable_and_503_at_once(model_store, start_serve
     with pytest.raises(ClientError) as raised:
         RestClient("127.0.0.1", server.rest_port).predict("hpt", {"x": np.ones((2, 1), np.float32)})
     assert raised.value.code == "HTTP 503"
-    assert time.perf_counter() - started < 2.0  # refused at once, not after the batch ran
+    assert time.perf_counter() - started < 4.0  # refused at once, not once the batch ran
     np.testing.assert_allclose(waiting.result(timeout=30)["y"], [[2.5]])
     assert server.stop() == 0
 
