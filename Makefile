@@ -21,7 +21,7 @@ BATCH_SIZE ?=
 NAME ?=
 #> SET       any config field, applied last: SET="model.filters=16 train.lr_schedule=constant"
 SET ?=
-#> MLFLOW_PORT  the MLflow UI's port
+#> MLFLOW_PORT  the MLflow UI's port, and mlflow-server's
 MLFLOW_PORT ?= 5000
 # tune
 #> TUNER     tune.tuner: random, bayesian or hyperband
@@ -34,7 +34,7 @@ RETRAIN_EPOCHS ?=
 OBJECTIVE ?=
 #> EXECUTIONS  tune.executions_per_trial
 EXECUTIONS ?=
-#> WORKERS   tune.workers: more than 1 runs KerasTuner's chief and that many workers here
+#> WORKERS   train: N MultiWorkerMirroredStrategy workers on loopback; tune.workers: more than 1 runs KerasTuner's chief and that many workers here
 WORKERS ?=
 #> OVERWRITE  1/yes/true/on (any case) deletes CONFIG's tuning/<name>/ project and starts a new search
 OVERWRITE ?=
@@ -71,6 +71,23 @@ PROTOCOL ?= rest
 LAB ?=
 #> PYTEST_ARGS  extra pytest arguments, e.g. PYTEST_ARGS="-k export -x"
 PYTEST_ARGS ?=
+# serve: TF Serving's batching and monitoring flags, and any other server flag
+#> BATCHING  serve: 1/yes/true/on starts the server with --enable_batching
+BATCHING ?=
+#> BATCHING_PARAMS  serve: a BatchingParameters text file for --batching_parameters_file (implies BATCHING)
+BATCHING_PARAMS ?=
+#> MONITORING  serve: 1/yes/true/on adds --monitoring_config_file=configs/serving/monitoring.config (Prometheus)
+MONITORING ?=
+#> SERVER_FLAGS  serve: any other server flags, e.g. SERVER_FLAGS="--rest_api_timeout_in_ms=5000"
+SERVER_FLAGS ?=
+#> SLO_MS    tune-batching: the p99 latency bound (ms) the chosen batching configuration meets
+SLO_MS ?= 20
+#> TUNE_BATCHING_FLAGS  tune-batching: sweep options, e.g. "--max-batch-sizes 8,16,32 --concurrency 8,32"
+TUNE_BATCHING_FLAGS ?=
+SERVE_SERVER_FLAGS = $(strip $(if $(or $(call yes,BATCHING),$(BATCHING_PARAMS)),--enable_batching) \
+	$(if $(BATCHING_PARAMS),--batching_parameters_file=$(abspath $(BATCHING_PARAMS))) \
+	$(if $(call yes,MONITORING),--monitoring_config_file=$(CURDIR)/configs/serving/monitoring.config) \
+	$(SERVER_FLAGS))
 #> TF_CPP_MIN_LOG_LEVEL  TensorFlow's C++ log level: 2 hides INFO and WARNING lines, 0 shows them
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_CPP_MIN_LOG_LEVEL
@@ -103,15 +120,19 @@ MLFLOW_URL = http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(MLFLO
 # GPU (through venv) and TF_CPP_MIN_LOG_LEVEL.
 READS_ALL := PYTHON VENV GPU TF_CPP_MIN_LOG_LEVEL
 READS_data = CONFIG SET
-READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET
+READS_train = CONFIG EPOCHS BATCH_SIZE NAME SET WORKERS
 READS_tune = CONFIG TUNER TRIALS EPOCHS RETRAIN_EPOCHS OBJECTIVE EXECUTIONS WORKERS OVERWRITE BATCH_SIZE NAME SET
 READS_promote = CONFIG MODEL MARGIN SET
-READS_serve = HOST GRPC_PORT REST_PORT MODEL_CONFIG
+READS_serve = CONFIG SET HOST GRPC_PORT REST_PORT MODEL_CONFIG BATCHING BATCHING_PARAMS MONITORING SERVER_FLAGS
+READS_rollback = CONFIG MODEL SET
+READS_status = CONFIG SET
+READS_tune-batching = SLO_MS TUNE_BATCHING_FLAGS
 READS_predict-grpc = CONFIG MODEL TEXT IMAGE COUNT HOST GRPC_PORT
 READS_predict-rest = CONFIG MODEL TEXT IMAGE COUNT HOST REST_PORT
 READS_mlflow-ui = CONFIG MLFLOW_PORT HOST
-READS_bench = $(READS_bench-train) $(READS_bench-serve) $(READS_bench-tune)
+READS_bench = $(sort $(READS_bench-train) $(READS_bench-serve) $(READS_bench-tune))
 READS_bench-train = CONFIG SET
+READS_bench-serve =
 READS_bench-tune = CONFIG SET
 READS_bench-soak = RELOADS
 READS_lab = LAB
@@ -119,8 +140,8 @@ READS_generate = CONFIG MODEL PROMPT LENGTH TEMPERATURE PROTOCOL HOST GRPC_PORT 
 READS_test = PYTEST_ARGS
 READS_test-full = PYTEST_ARGS
 
-.PHONY: help venv data train tune promote serve predict-grpc predict-rest mlflow-ui bench lab generate \
-	bench-train bench-serve bench-soak bench-tune test test-full lint clean
+.PHONY: help venv data train tune promote rollback status serve predict-grpc predict-rest mlflow-ui bench lab \
+	generate bench-train bench-serve bench-soak bench-tune tune-batching test test-full lint clean
 
 help: ## Show the targets, the variables each reads, and what every variable means
 	@echo "Usage: make <target> [VARIABLE=value ...]   e.g. make train EPOCHS=3 SET='model.filters=16'"
@@ -161,18 +182,29 @@ endef
 data: venv ## Find or fetch CONFIG's data and print its identity; installs the Debian packages it needs (Fashion-MNIST, fortunes)
 	@$(call with_debian_packages,$(PY) -m pipeline data --config $(CONFIG) $(OVERRIDES))
 
-train: venv ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow
-	@$(call with_debian_packages,$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS))
+train: venv ## Train CONFIG, evaluate on the test split, export to saved_models/ and register in MLflow (WORKERS=N: N workers)
+	@$(call with_debian_packages,$(PY) -m pipeline train --config $(CONFIG) $(TRAIN_FLAGS) $(if $(WORKERS),--workers $(WORKERS)))
 
 tune: venv ## Search CONFIG's space with KerasTuner, retrain the best for RETRAIN_EPOCHS (else EPOCHS), register it as challenger
 	@$(call with_debian_packages,$(PY) -m pipeline tune --config $(CONFIG) $(TUNE_FLAGS))
 
-promote: venv ## Make MODEL's (default: CONFIG's name) challenger the champion if it beats it on the test split by MARGIN
+promote: venv ## Gate MODEL's challenger in a real server, then make it champion if it beats it on the test split by MARGIN; live on `make serve`
 	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN)) $(OVERRIDES)
 
-serve: venv ## Serve saved_models/ (or MODEL_CONFIG) on gRPC 8500 and REST 8501 until Ctrl-C: TF Serving, its Docker image, or ours
+serve: venv ## Serve the registry's champion (label stable) and challenger (canary), or MODEL_CONFIG, on gRPC 8500 / REST 8501 until Ctrl-C (BATCHING=1 BATCHING_PARAMS MONITORING=1 SERVER_FLAGS)
+	@config="$(MODEL_CONFIG)"; registry=; \
+	if [ -z "$$config" ]; then \
+	  config=$$($(PY) -m pipeline serving-config --config $(CONFIG) $(OVERRIDES)) || exit $$?; registry=--from-registry; \
+	  echo "models.config written from the MLflow registry: $$config"; fi; \
 	$(PY) -m serving.launch --grpc-port $(GRPC_PORT) --rest-port $(REST_PORT) --host $(HOST) \
-	  $(if $(MODEL_CONFIG),--model_config_file $(MODEL_CONFIG))
+	  --model_config_file "$$config" $$registry \
+	  $(if $(SERVE_SERVER_FLAGS),-- $(SERVE_SERVER_FLAGS))
+
+rollback: venv ## Give MODEL's champion alias back to the previous champion (a running `make serve` follows live)
+	$(PY) -m pipeline rollback --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(OVERRIDES)
+
+status: venv ## Registry versions, aliases and accuracies beside what the running server has loaded; do they agree?
+	$(PY) -m pipeline status --config $(CONFIG) $(OVERRIDES)
 
 predict-grpc: venv ## Send TEXT, IMAGE (or the first COUNT test examples) to MODEL over gRPC; print classes
 	$(PY) -m serving.predict_demo --protocol grpc $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) $(PREDICT_INPUT) \
@@ -216,11 +248,39 @@ bench-train: data ## Time to 0.90/0.92/0.93 test accuracy vs bare Keras, speed c
 bench-tune: data ## Resident memory across 20 small trials of one sweep (no growth from trial to trial)
 	$(PY) -m pipeline.bench.tune --config $(CONFIG) $(OVERRIDES)
 
-bench-serve: venv ## REST and gRPC p50/p99 latency and throughput next to the in-process SavedModel call
+bench-serve: venv ## gRPC/REST latency next to the in-process call; batching off/on at 1-64 clients vs the in-process ceiling (~5 min)
 	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench --output-dir bench/results
+
+tune-batching: venv ## Sweep batching parameters with real clients; keep the fastest with p99 <= SLO_MS (batching_parameters.txt, MLflow)
+	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.tune_batching --slo-ms $(SLO_MS) \
+	  --output-dir bench/results $(TUNE_BATCHING_FLAGS)
 
 bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
 	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
+
+# mlflow-server, fetch-models, deploy-check, compose-up
+#> MLFLOW_DATA  mlflow-server: the folder of its PostgreSQL cluster (and of the artifacts by default)
+MLFLOW_DATA ?= mlflow-server
+#> MLFLOW_HOST  mlflow-server: the interface to listen on (0.0.0.0: all; it has no login)
+MLFLOW_HOST ?= 127.0.0.1
+#> MLFLOW_ARTIFACTS  mlflow-server: the artifact store (default MLFLOW_DATA/artifacts; s3://bucket/path, gs://bucket/path)
+MLFLOW_ARTIFACTS ?=
+READS_mlflow-server = MLFLOW_DATA MLFLOW_HOST MLFLOW_PORT MLFLOW_ARTIFACTS
+READS_fetch-models = CONFIG MODEL
+.PHONY: mlflow-server fetch-models
+mlflow-server: venv ## Shared MLflow server on PostgreSQL: MLFLOW_DATA folder, MLFLOW_HOST, MLFLOW_PORT, MLFLOW_ARTIFACTS (s3://, gs://)
+	$(PY) -m pipeline mlflow-server --data-dir $(MLFLOW_DATA) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
+	  $(if $(MLFLOW_ARTIFACTS),--artifacts-destination $(MLFLOW_ARTIFACTS))
+
+fetch-models: venv ## Download the registry's aliased versions of MODEL (default: every model) into saved_models/
+	$(PY) -m pipeline fetch-models --config $(CONFIG) $(if $(MODEL),--model $(MODEL))
+
+.PHONY: deploy-check compose-up
+deploy-check: venv ## Validate deploy/ offline: Kubernetes schemas (strict), the Compose spec, TF Serving's config protos
+	$(PY) -m serving.deploy_check
+
+compose-up: ## Start deploy/compose.yaml (TF Serving GPU, MLflow on PostgreSQL, Prometheus) where Docker exists
+	docker compose -f deploy/compose.yaml up -d --build
 
 test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -243,4 +303,4 @@ UNREAD := $(strip $(foreach v,$(KNOWN_VARIABLES),$(if $(filter command line,$(or
 ifneq ($(UNREAD),)
 $(error $(firstword $(UNREAD))=$($(firstword $(UNREAD))) is not read by `make $(or $(MAKECMDGOALS),help)`$(if $(strip $(foreach goal,$(MAKECMDGOALS),$(READS_$(goal)))), (it reads $(sort $(foreach goal,$(MAKECMDGOALS),$(READS_$(goal))))),); `make help` lists what each target reads)
 endif
-YES_NO_CHECKED := $(call yes,OVERWRITE) $(call yes,GPU,auto)
+YES_NO_CHECKED := $(call yes,OVERWRITE) $(call yes,GPU,auto) $(call yes,BATCHING) $(call yes,MONITORING)

@@ -36,7 +36,9 @@ def _load(config: Path | None, overrides: dict[str, Any], assignments: list[str]
     from pipeline.config import default_config_path, load_config, parse_override
 
     merged = dict(overrides)
-    origins = {}
+    # Where each value came from, so that an error names the flag rather than the file.
+    origins = {key: f"command line ({key}={value})" for key, value in overrides.items()
+               if value is not None}
     for item in assignments or []:
         key, value = parse_override(item)
         merged[key] = value
@@ -54,14 +56,16 @@ def _reported_failures(interrupted: str | None = None) -> Iterator[None]:
     """
     from pipeline.config import ConfigError
     from pipeline.sources import DataError, MissingPackages
+    from pipeline.stages.promote import PromotionError
     from serving.export import ExportError
+    from serving.rollout import RolloutError
 
     try:
         yield
     except MissingPackages as error:
         # 3 tells the Makefile that installing Debian packages would help (`packages`).
         _fail(error, 3)
-    except (ConfigError, DataError, ExportError) as error:
+    except (ConfigError, DataError, ExportError, PromotionError, RolloutError) as error:
         _fail(error, 2 if isinstance(error, ConfigError) else 1)
     except KeyboardInterrupt:
         if interrupted is None:
@@ -95,6 +99,9 @@ def train(
         help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else mlruns/).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue an interrupted run of the same config.")] = True,
+    workers: Annotated[int | None, typer.Option(help=(
+        "Train on N worker processes on loopback (MultiWorkerMirroredStrategy); on a cluster, "
+        "set TF_CONFIG on each node and run the same command there instead."))] = None,
     set_: SetOption = None,
 ) -> None:
     """Train one model, evaluate it on the test split, export and register a SavedModel."""
@@ -108,6 +115,9 @@ def train(
             "train.resume": None if resume else False}, set_)
         from pipeline.stages import train as train_stage
 
+        if workers is not None and workers > 1 and "TF_CONFIG" not in os.environ:
+            raise typer.Exit(train_stage.run_workers(run_config, workers,
+                                                     log=lambda line: typer.echo(line)))
         result = train_stage.run(run_config, log=lambda line: typer.echo(line))
     _print_result(train_stage.describe(result))
 
@@ -166,6 +176,77 @@ def promote(
         from pipeline.stages import promote as promote_stage
 
         promote_stage.run(run_config, model_name=model, log=lambda line: typer.echo(line))
+
+
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", help="Registered model name (default: the config's name).")]
+
+
+@app.command()
+def rollback(config: ConfigOption = None, model: ModelOption = None, set_: SetOption = None) -> None:
+    """Give `champion` back to the previous champion; a running `make serve` follows live."""
+    _quiet_tensorflow()
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.stages import promote as promote_stage
+
+        promote_stage.rollback(run_config, model_name=model, log=lambda line: typer.echo(line))
+
+
+@app.command("serving-config")
+def serving_config(
+    config: ConfigOption = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Where to write it (default: <export.base_dir>/models.config).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Write TF Serving's models.config from the registry (aliases -> version labels); print its path."""
+    _quiet_tensorflow()
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.stages import registry
+
+        path = registry.write_serving_config(run_config, output,
+                                             log=lambda line: typer.echo(line, err=True))
+    typer.echo(str(path))
+
+
+@app.command()
+def status(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Show each model's registry versions and aliases beside what the running server serves."""
+    _quiet_tensorflow()
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.stages import registry
+
+        results = registry.status(run_config, log=lambda line: typer.echo(line, err=True))
+    _print_status(results)
+    if any(result.server and not result.agree for result in results):
+        raise typer.Exit(1)
+
+
+def _print_status(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for result in results:
+        table = Table(title=f"{result.name}: registry vs server "
+                      f"{result.server or '(none running: `make serve`)'}")
+        for column in ("version", "aliases", "test_accuracy", "run id", "served"):
+            table.add_column(column)
+        for row in result.versions:
+            accuracy = row["test_accuracy"]
+            table.add_row(str(row["version"]), ", ".join(row["aliases"]),
+                          "" if accuracy is None else f"{accuracy:.4f}", row["run_id"] or "",
+                          row["served"])
+        console.print(table)
+        for label, (registry_version, served_version) in result.labels.items():
+            console.print(f"  label {label}: registry -> {registry_version}, "
+                          f"server -> {served_version if served_version is not None else '-'}")
+        if result.server:
+            console.print("  [green]server and registry agree[/green]" if result.agree
+                          else "  [red]server and registry DISAGREE[/red]")
 
 
 @app.command()
@@ -239,6 +320,65 @@ def show_config(config: ConfigOption = None, set_: SetOption = None) -> None:
     with _reported_failures():
         run_config = _load(config, {}, set_)
     typer.echo(dump_config(run_config))
+
+
+@app.command("mlflow-links")
+def mlflow_links(
+    config: ConfigOption = None,
+    ui_url: Annotated[str, typer.Option(help="Where the MLflow UI is served.")] = "http://127.0.0.1:5000",
+    set_: SetOption = None,
+) -> None:
+    """Print the MLflow UI addresses of CONFIG's experiment and its latest run (make mlflow-ui)."""
+    _quiet_tensorflow()
+    # A tracking server that does not answer: say so in seconds, not after MLflow's retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+    from pipeline.tracking import ui_links
+
+    for line in ui_links(run_config.tracking.tracking_uri, run_config.tracking.experiment, ui_url):
+        typer.echo(line)
+
+
+@app.command("fetch-models")
+def fetch_models(
+    config: ConfigOption = None,
+    model: Annotated[list[str] | None, typer.Option(
+        help="Registered model to fetch (repeatable; default: every one).")] = None,
+    dest: Annotated[Path | None, typer.Option(
+        help="Folder of <name>/<version>/ (default export.base_dir, saved_models/).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Download the registry's aliased versions (champion, challenger) into saved_models/."""
+    with _reported_failures():
+        run_config = _load(config, {}, set_)
+        from pipeline.stages import fetch
+
+        fetch.run(run_config, model_names=model, destination=dest, log=lambda line: typer.echo(line))
+
+
+@app.command("mlflow-server")
+def mlflow_server(
+    data_dir: Annotated[Path, typer.Option(
+        help="Folder of the PostgreSQL cluster and the default artifact store.")] = Path("mlflow-server"),
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 5000,
+    artifacts_destination: Annotated[str | None, typer.Option(
+        help="Artifact store: a folder (default <data-dir>/artifacts), s3://bucket/path, gs://...")] = None,
+    workers: Annotated[int, typer.Option(help="Server worker processes.")] = 2,
+    allowed_hosts: Annotated[str | None, typer.Option(
+        help="Host headers accepted besides localhost and private IPs (MLflow's --allowed-hosts).")] = None,
+) -> None:
+    """Run a shared MLflow tracking server on PostgreSQL; print the MLFLOW_TRACKING_URI to export."""
+    from pipeline.tracking_server import ServerError, serve
+
+    try:
+        code = serve(data_dir, host=host, port=port, artifacts_destination=artifacts_destination,
+                     workers=workers, allowed_hosts=allowed_hosts, log=lambda line: typer.echo(line))
+    except ServerError as error:
+        _fail(error, 1)
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -8,9 +8,13 @@ shared server) wins over the default, and a configured URI wins over both.
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
+import shlex
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,14 +24,29 @@ from typing import Any
 
 import keras
 from mlflow import MlflowClient
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.artifacts import download_artifacts
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    Metric,
+    Param,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
 
 from pipeline.interrupts import ShieldedCalls
 
 DEFAULT_STORE = Path("mlruns")
 PARENT_TAG = "mlflow.parentRunId"
+RESUMABLE_TAG = "resumable"  # on a FAILED run that the same command may continue
 _BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch request
+# Opens the experiment in the UI's model-training view (runs, charts, models), not GenAI's.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# The same view for a browser that last showed GenAI (the UI remembers the last one chosen).
+UI_VIEW = "?workflowType=machine_learning"
+NOTE_TAG = "mlflow.note.content"  # the run's (and the experiment's) Description in the UI
 
 
 def resolve_tracking_uri(configured: str | None = None) -> str:
@@ -110,6 +129,10 @@ class Run:
                   for split in sizes]
         self.client.log_inputs(self.run_id, datasets=inputs)
 
+    def set_description(self, markdown: str) -> None:
+        """Set the run's Description (Markdown), shown on its page in the MLflow UI."""
+        self.set_tags({NOTE_TAG: markdown})
+
     def metric_history(self, key: str) -> list[tuple[int, float]]:
         """Return (step, value) of a metric in step order; the last value logged per step wins."""
         by_step = {}
@@ -117,6 +140,10 @@ class Run:
                              key=lambda m: m.timestamp):
             by_step[metric.step] = metric.value
         return sorted(by_step.items())
+
+    def fetch(self):
+        """Return the run as MLflow stores it now (info, data.tags, data.metrics)."""
+        return self.client.get_run(self.run_id)
 
     @property
     def artifact_uri(self) -> str:
@@ -154,11 +181,13 @@ class Tracker:
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
+            if EXPERIMENT_KIND[0] not in found.tags:  # made before the tag, or by hand
+                self.client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
             return found.experiment_id
         try:
             return self.client.create_experiment(
-                name, artifact_location=_artifact_location(self.tracking_uri)
-            )
+                name, artifact_location=_artifact_location(self.tracking_uri),
+                tags=dict([EXPERIMENT_KIND]))
         except MlflowException:  # created meanwhile by a concurrent process
             return self.client.get_experiment_by_name(name).experiment_id
 
@@ -170,9 +199,11 @@ class Tracker:
             run = self.client.get_run(run_id)
         except MlflowException:
             return False
-        # FINISHED and FAILED runs are closed; a crash leaves RUNNING, Ctrl-C leaves KILLED.
-        return (run.info.experiment_id == self.experiment_id
-                and run.info.status in ("RUNNING", "KILLED")
+        # FINISHED and FAILED runs are closed; a crash leaves RUNNING, Ctrl-C leaves KILLED,
+        # a lost worker FAILED and tagged resumable (its backup is intact).
+        open_ = run.info.status in ("RUNNING", "KILLED") or (
+            run.info.status == "FAILED" and run.data.tags.get(RESUMABLE_TAG) == "true")
+        return (run.info.experiment_id == self.experiment_id and open_
                 and run.info.lifecycle_stage == "active")
 
     def open_run(self, run_name: str, *, resume_run_id: str | None = None,
@@ -180,8 +211,9 @@ class Tracker:
         """Return a new RUNNING run (nested under `parent_run_id`), or reopen `resume_run_id`."""
         if resume_run_id:
             self.client.update_run(resume_run_id, status="RUNNING")
+            self.client.set_tag(resume_run_id, RESUMABLE_TAG, "false")
             return Run(self.client, resume_run_id)
-        all_tags = {key: str(value) for key, value in (tags or {}).items()}
+        all_tags = {**source_tags(), **{key: str(value) for key, value in (tags or {}).items()}}
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         created = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
@@ -256,18 +288,59 @@ class Tracker:
         return max((int(version.version) for version in versions), default=0)
 
     def register(self, model_name: str, run: Run, artifact_path: str,
-                 tags: dict[str, str] | None = None) -> int:
-        """Register `artifact_path` of `run` as a new version of `model_name`; return it."""
+                 tags: dict[str, str] | None = None, model_id: str | None = None) -> int:
+        """Register `artifact_path` of `run` as a new version of `model_name`; return it.
+
+        `model_id` links the version to its MLflow logged model (see `log_model`).
+        """
         try:
             self.client.create_registered_model(model_name)
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        version = self.client.create_model_version(
-            model_name, source=f"{run.artifact_uri}/{artifact_path}", run_id=run.run_id,
-            tags=tags,
-        )
+        # MLflow 3's link: the version's source is the logged model, and the logged model's
+        # `mlflow.modelVersions` tag lists the versions made from it (as mlflow.register_model).
+        source = f"models:/{model_id}" if model_id else f"{run.artifact_uri}/{artifact_path}"
+        with _default_tracking_uri(self.tracking_uri):
+            version = self.client.create_model_version(
+                model_name, source=source, run_id=run.run_id, tags=tags, model_id=model_id)
+        if model_id:
+            self.client.set_logged_model_tags(model_id, {"mlflow.modelVersions": json.dumps(
+                [{"name": model_name, "version": str(version.version)}])})
         return int(version.version)
+
+    def log_model(self, run: Run, folder: Path, name: str, *, metrics: dict[str, float],
+                  params: dict[str, Any], model_type: str) -> str:
+        """Log `folder` (a SavedModel) as an MLflow logged model of `run`; return its id.
+
+        The UI lists it under the run's and the experiment's logged models, with `metrics`
+        on its model-metrics tab.
+        """
+        model = self.client.create_logged_model(
+            self.experiment_id, name=name, source_run_id=run.run_id, model_type=model_type,
+            params={key: str(value)[:6000] for key, value in params.items()})
+        try:
+            self.client.log_model_artifacts(model.model_id, str(folder))
+            now = int(time.time() * 1000)
+            self.client.log_batch(run.run_id, metrics=[
+                Metric(key, float(value), now, 0, model_id=model.model_id)
+                for key, value in metrics.items()])
+            self.client.log_outputs(run.run_id, [LoggedModelOutput(model.model_id, 0)])
+        except BaseException:
+            self.client.finalize_logged_model(model.model_id, "FAILED")
+            raise
+        self.client.finalize_logged_model(model.model_id, "READY")
+        return model.model_id
+
+    def describe_version(self, model_name: str, version: int, markdown: str) -> None:
+        """Set a registered version's description (Markdown), shown on its registry page."""
+        self.client.update_model_version(model_name, str(version), description=markdown)
+
+    def set_model_tags(self, model_id: str, tags: dict[str, Any]) -> None:
+        self.client.set_logged_model_tags(model_id, {k: str(v) for k, v in tags.items()})
+
+    def delete_model(self, model_id: str) -> None:
+        self.client.delete_logged_model(model_id)
 
     def delete_version(self, model_name: str, version: int) -> None:
         self.client.delete_model_version(model_name, str(version))
@@ -284,6 +357,130 @@ class Tracker:
             return int(self.client.get_model_version_by_alias(model_name, alias).version)
         except MlflowException:
             return None
+
+    def registered_model_names(self) -> list[str]:
+        """Return the names of every registered model, sorted."""
+        return sorted(model.name for model in self.client.search_registered_models(max_results=1000))
+
+    def served_versions(self, model_name: str) -> dict[int, list[str]]:
+        """Return {version: its aliases} for the versions carrying an alias; without any
+        alias, {latest version: []} (nothing when the model has no version)."""
+        try:
+            aliases = self.client.get_registered_model(model_name).aliases or {}
+        except MlflowException:  # no such model
+            return {}
+        versions: dict[int, list[str]] = {}
+        for alias, version in sorted(aliases.items()):
+            versions.setdefault(int(version), []).append(alias)
+        latest = self.latest_version(model_name)
+        return versions or ({latest: []} if latest else {})
+
+    def download_version(self, model_name: str, version: int, destination: Path) -> Path:
+        """Download a registered version's files into `destination`; return that folder."""
+        source = self.client.get_model_version(model_name, str(version)).source
+        return Path(download_artifacts(artifact_uri=source, dst_path=str(destination),
+                                       tracking_uri=self.tracking_uri))
+
+    # --- the registry as plain data, for serving (serving/ never sees MLflow objects) ------
+
+    def registered_models(self) -> list[dict[str, Any]]:
+        """Return [{"name", "aliases": {alias: version}, "tags": {...}}] for every model."""
+        found = self.client.search_registered_models(max_results=1000)
+        return [{"name": model.name,
+                 "aliases": {alias: int(version) for alias, version in (model.aliases or {}).items()},
+                 "tags": dict(model.tags or {})} for model in found]
+
+    def model_versions(self, model_name: str) -> list[dict[str, Any]]:
+        """Return [{"version", "run_id", "aliases", "tags", "test_accuracy"}], newest first."""
+        try:
+            found = self.client.search_model_versions(f"name = '{model_name}'")
+            aliases = self.client.get_registered_model(model_name).aliases or {}
+        except MlflowException:
+            return []
+        rows = []
+        for version in found:
+            try:
+                metrics = self.client.get_run(version.run_id).data.metrics if version.run_id else {}
+            except MlflowException:
+                metrics = {}
+            rows.append({"version": int(version.version), "run_id": version.run_id,
+                         # Searches leave a version's aliases out; the model lists them all.
+                         "aliases": sorted(alias for alias, number in aliases.items()
+                                           if str(number) == str(version.version)),
+                         "tags": dict(version.tags or {}),
+                         "test_accuracy": metrics.get("test_accuracy")})
+        return sorted(rows, key=lambda row: row["version"], reverse=True)
+
+    def model_tag(self, model_name: str, key: str) -> str | None:
+        """Return a tag of the registered model (not of a version), None if unset."""
+        try:
+            return self.client.get_registered_model(model_name).tags.get(key)
+        except MlflowException:
+            return None
+
+    def set_model_tag(self, model_name: str, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(model_name, key, value)
+
+
+@contextmanager
+def _default_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's default client at `uri` for one call.
+
+    MLflow's SQL registry resolves a `models:/<id>` version source through a client made
+    with no arguments, i.e. the global tracking URI, which this module never sets. Only
+    the module variable is swapped: $MLFLOW_TRACKING_URI, which MLflow's own
+    `set_tracking_uri` would overwrite and then unset, stays as the user set it.
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    saved = utils._tracking_uri
+    utils._tracking_uri = uri
+    try:
+        yield
+    finally:
+        utils._tracking_uri = saved
+
+
+def source_tags() -> dict[str, str]:
+    """Return the MLflow tags that fill a run's Source: the command, the git commit if any."""
+    command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    if command == "__main__.py":  # python -m package: name the package, as the user typed it
+        command = f"python -m {Path(sys.argv[0]).parent.name}"
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": command,
+            "mlflow.user": getpass.getuser(),
+            "command": shlex.join([command, *sys.argv[1:]])[:5000]}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return tags
+    if commit.returncode == 0 and commit.stdout.strip():
+        tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    return tags
+
+
+def ui_links(tracking_uri: str | None, experiment: str, ui_url: str) -> list[str]:
+    """Return lines naming the experiment and its latest top-level run, with their UI URLs.
+
+    Read-only: an experiment that does not exist yet is said to be empty, not created.
+    """
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    try:
+        found = client.get_experiment_by_name(experiment)
+    except MlflowException as error:  # a tracking server that does not answer
+        return [f"cannot read {client.tracking_uri}: {str(error).splitlines()[0][:300]}"]
+    if found is None:
+        return [f"no experiment {experiment!r} in {client.tracking_uri} yet: make train first"]
+    base = f"{ui_url.rstrip('/')}/#/experiments/{found.experiment_id}"
+    lines = [f"experiment {experiment}: {base}{UI_VIEW}"]
+    latest = client.search_runs([found.experiment_id],
+                                filter_string=f"tags.`{PARENT_TAG}` IS NULL",
+                                max_results=1, order_by=["attributes.start_time DESC"])
+    if latest:
+        run = latest[0]
+        lines.append(f"latest run {run.info.run_name} ({run.info.status}): "
+                     f"{base}/runs/{run.info.run_id}{UI_VIEW}")
+    return lines
 
 
 @contextmanager

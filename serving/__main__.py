@@ -8,6 +8,10 @@ import os
 import sys
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):  # answer at once, without importing TensorFlow
+        from serving.server.options import build_parser
+
+        build_parser().parse_known_args(sys.argv[1:])
     # TensorFlow's own CPU kernels, as in TF Serving's standard build: they answer a
     # wrongly shaped input with an error, where oneDNN's convolutions abort the process.
     # TF_ENABLE_ONEDNN_OPTS=1 keeps oneDNN (inputs are then shape-checked first).

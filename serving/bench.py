@@ -1,18 +1,19 @@
-"""`python -m serving.bench` (make bench-serve): serving latency and throughput vs in-process.
+"""`python -m serving.bench` (make bench-serve): the server next to the in-process model, under load.
 
-Starts the compatible server on free loopback ports (or measures one already running, e.g.
-the real tensorflow_model_server, with --grpc-port/--rest-port) and measures, on the same
-seeded uint8 inputs:
-  - p50/p99 latency at batch 1 and 32: in-process SavedModel call (the floor), gRPC, REST,
-    taken in interleaved rounds (one call of each path per round, the order rotating), so
-    a shared host's drift in speed falls on all three alike;
-  - gRPC's batch-1 p50 minus the floor's, against the 1 ms target; and, for reference, the
-    in-process call back to back (nothing in between: TF's threads and the caches stay
-    warm, which no served request finds);
-  - throughput (requests/s, batch 1) with 1, 8 and 32 concurrent clients.
-Writes <output-dir>/serving.json and serving.md. Clients are threads of this process, so
-on a small machine they compete with the server for CPU: compare rows of one run, not runs.
-The started server runs the kernels this process runs (`make bench-serve` sets
+On the same seeded uint8 inputs, in one run, against servers started on free loopback
+ports (the compatible server, or tensorflow_model_server with --binary):
+  - latency at batch 1 and 32, one client: the in-process SavedModel call (the floor), gRPC,
+    REST and a bare gRPC echo of the same bytes (the transport alone), taken in
+    interleaved rounds (one call of each path per round, the order rotating), so a shared
+    host's drift falls on every path alike; gRPC's batch-1 p50 minus the floor's against
+    the 0.5 ms target;
+  - under load (serving/bench_load.py): the in-process ceiling at batch 1 and at the
+    batcher's max_batch_size, then gRPC and REST with batching off and on at 1, 8, 32 and
+    64 closed-loop clients (client processes, not threads of this one), in interleaved
+    rounds: throughput, p50, p99, share of the ceiling, and where the time goes.
+Writes <output-dir>/serving.json and serving.md, with the host (CPU model, cores, vector
+extensions, load average). Clients and server share the host's cores: compare rows of one
+run, not runs. The servers run the kernels this process runs (`make bench-serve` sets
 TF_ENABLE_ONEDNN_OPTS=0, the server's default).
 """
 
@@ -22,7 +23,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,14 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.client import GrpcClient, RestClient
-from serving.common import free_port, list_versions
-from serving.server.core.servable import onednn_enabled
+import serving.client
+from serving import bench_load
+from serving.common import cpu_description, free_port, list_versions
+from serving.load import ECHO_METHOD, LoadGenerator, request_payload
 
 BATCHES = (1, 32)
-CONCURRENCY = (1, 8, 32)
-PATHS = ("in-process", "gRPC", "REST")
-TARGET_GAP_MS = 1.0  # gRPC batch-1 p50 at most this far above the in-process call's
+PATHS = ("in-process", "gRPC", "REST", "gRPC echo")
+TARGET_GAP_MS = 0.5  # gRPC batch-1 p50 at most this far above the in-process call's
+DEFAULT_BATCHING = Path(__file__).resolve().parents[1] / "configs" / "serving" / "batching_parameters.txt"
+MONITORING_PATH = "/monitoring/prometheus/metrics"
 
 
 def find_model(models_dir: Path) -> tuple[str, Path] | None:
@@ -91,51 +93,39 @@ def interleaved_latency(calls: dict[str, Callable], count: int, warmup: int = 20
     return samples
 
 
-def throughput(make_call, clients: int, seconds: float) -> float:
-    """Return completed calls per second with `clients` threads calling for `seconds`."""
-    calls = [make_call() for _ in range(clients)]
-    for call in calls:
-        call()
-    done, stop = [0] * clients, threading.Event()
+class BenchServer:
+    """A server subprocess on free loopback ports: the compatible one, or `binary` if given.
 
-    def worker(index):
-        while not stop.is_set():
-            calls[index]()
-            done[index] += 1
+    `binary` is tensorflow_model_server's path (it takes the same flags).
+    """
 
-    threads = [threading.Thread(target=worker, args=(index,)) for index in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    return round(sum(done) / (time.perf_counter() - started), 1)
-
-
-class _Server:
-    """The compatible server as a subprocess, for the duration of the benchmark."""
-
-    def __init__(self, name: str, base_path: Path, extra_flags: list[str]):
+    def __init__(self, name: str, base_path: Path, extra_flags: list[str], binary: str | None = None):
         self.grpc_port, self.rest_port = free_port(), free_port()
-        command = [sys.executable, "-m", "serving", f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
+        server = [binary] if binary else [sys.executable, "-m", "serving"]
+        command = [*server, f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
                    f"--model_name={name}", f"--model_base_path={base_path.resolve()}", *extra_flags]
         # The server runs the kernels this process runs, so the floor is comparable.
+        from serving.server.core.servable import onednn_enabled  # imports TensorFlow
+
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_ENABLE_ONEDNN_OPTS": "1" if onednn_enabled() else "0"}
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
         for line in self.process.stdout:
+            self.lines.append(line)
             if "Exporting HTTP/REST API" in line:
+                # Keep reading (and dropping) its output, so a full pipe never blocks it.
+                threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
                 return
-        raise SystemExit("the server did not start; run it by hand to see why: " + " ".join(command))
+        raise SystemExit("the server did not start; run it by hand to see why: " + " ".join(command)
+                         + "\n" + "".join(self.lines[-10:]))
 
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=60)
 
 
-def _target_model(args) -> tuple[str, Path, Path | None]:
+def target_model(args) -> tuple[str, Path, Path | None]:
     """Return (name, version folder, temporary folder to delete or None)."""
     found = None if args.demo else find_model(Path(args.models_dir))
     if found is not None:
@@ -147,93 +137,172 @@ def _target_model(args) -> tuple[str, Path, Path | None]:
     return "demo", export_demo_model(temporary / "demo", 1), temporary
 
 
-def _measure(paths: dict, results: dict, args) -> None:
-    """Fill results' latency, target and throughput rows for every path (name -> call factory)."""
+def model_inputs(version_dir: Path, signature_name: str, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Return seeded inputs of `batch` rows for the signature's first input (unknown dims: 1)."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(version_dir)).signatures[signature_name]
+    input_name, spec = next(iter(signature.structured_input_signature[1].items()))
+    shape = [dim if dim is not None else 1 for dim in spec.shape.as_list()[1:]]
+    rng = np.random.default_rng(seed)
+    return {input_name: rng.integers(0, 256, size=(batch, *shape)).astype(spec.dtype.as_numpy_dtype)}
+
+
+def _monitoring_file(scratch: Path) -> Path:
+    path = scratch / "monitoring.config"
+    path.write_text(f'prometheus_config {{ enable: true, path: "{MONITORING_PATH}" }}')
+    return path
+
+
+class _EchoServer:
+    """`python -m serving.load PORT` as a subprocess: the transport alone, no model."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.process = subprocess.Popen([sys.executable, "-m", "serving.load", str(self.port)],
+                                        stdout=subprocess.PIPE, text=True)
+        if "ready" not in self.process.stdout.readline():
+            raise SystemExit("the gRPC echo server did not start")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _latency(paths: dict[str, Callable], results: dict, args) -> None:
+    """Fill results' one-client latency rows and the gRPC-vs-in-process target."""
     for batch in BATCHES:
         count = args.requests if batch == 1 else max(args.requests // 10, 30)
-        results["latency"][f"in-process back to back batch {batch}"] = percentiles(
-            time_calls(paths["in-process"](batch), count))
-        samples = interleaved_latency({path: make_call(batch) for path, make_call in paths.items()}, count)
-        for path, timings in samples.items():
+        calls = {path: make_call(batch) for path, make_call in paths.items()}
+        results["latency"][f"in-process back to back batch {batch}"] = percentiles(time_calls(calls["in-process"], count))
+        for path, timings in interleaved_latency(calls, count).items():
             results["latency"][f"{path} batch {batch}"] = percentiles(timings)
             print(path, batch, results["latency"][f"{path} batch {batch}"], flush=True)
     latency = results["latency"]
     gap = round(latency["gRPC batch 1"]["p50_ms"] - latency["in-process batch 1"]["p50_ms"], 3)
     results["target"] = {"grpc_b1_p50_above_in_process_ms": gap, "target_ms": TARGET_GAP_MS,
                          "met": gap <= TARGET_GAP_MS,
+                         "echo_b1_p50_ms": latency["gRPC echo batch 1"]["p50_ms"],
                          "grpc_b1_p50_above_back_to_back_ms": round(
                              latency["gRPC batch 1"]["p50_ms"] - latency["in-process back to back batch 1"]["p50_ms"], 3)}
-    for path, make_call in paths.items():
-        for clients in CONCURRENCY:
-            rps = throughput(lambda make_call=make_call: make_call(1), clients, args.seconds)
-            results["throughput_rps"][f"{path} x{clients}"] = rps
-            print(path, f"x{clients}", rps, "req/s", flush=True)
+
+
+def _batching_options(path: Path):
+    from serving.server import protos
+    from serving.server.management.batching import BatchingOptions
+
+    return BatchingOptions.from_proto(protos.parse_text_file(str(path), "BatchingParameters"))
 
 
 def run(args) -> dict:
     """Return the benchmark results (also written as JSON and markdown)."""
     import tensorflow as tf
 
-    name, version_dir, temporary = _target_model(args)
+    from serving.server.core.servable import onednn_enabled
+
+    name, version_dir, temporary = target_model(args)
+    batching = _batching_options(Path(args.batching_params))
     signature = tf.saved_model.load(str(version_dir)).signatures[args.signature]
-    input_name, spec = next(iter(signature.structured_input_signature[1].items()))
-    shape = [dim if dim is not None else 1 for dim in spec.shape.as_list()[1:]]
-    rng = np.random.default_rng(0)
-    inputs = {batch: rng.integers(0, 256, size=(batch, *shape)).astype(spec.dtype.as_numpy_dtype) for batch in BATCHES}
-    server = None if args.grpc_port else _Server(name, version_dir.parent, args.server_flags)
-    grpc_port, rest_port = (args.grpc_port, args.rest_port) if args.grpc_port else (server.grpc_port, server.rest_port)
+    inputs = {batch: model_inputs(version_dir, args.signature, batch) for batch in {*BATCHES, batching.max_batch_size}}
+    input_name = next(iter(inputs[1]))
     gc.freeze()  # as the server does: keeps full collections off the loaded model's objects
 
     def in_process(batch):
         # numpy in, numpy out, as a client holds them: the same conversions the server does.
         def call():
-            outputs = signature(**{input_name: tf.constant(inputs[batch])})
+            outputs = signature(**{key: tf.constant(value) for key, value in inputs[batch].items()})
             return {key: value.numpy() for key, value in outputs.items()}
         return call
 
     def over(client_class, port):
         def factory(batch):
             client = client_class("127.0.0.1", port)
-            return lambda: client.predict(name, {input_name: inputs[batch]}, signature_name=args.signature)
+            return lambda: client.predict(name, inputs[batch], signature_name=args.signature)
         return factory
 
+    def echo(port):
+        import grpc
+
+        def factory(batch):
+            method = grpc.insecure_channel(f"127.0.0.1:{port}").unary_unary(ECHO_METHOD)
+            payload = request_payload(name, inputs[batch], args.signature)
+            return lambda: method(payload)
+        return factory
+
+    host = {**cpu_description(), "load_average": [round(value, 2) for value in os.getloadavg()]}
     results = {"model": name, "version_dir": str(version_dir), "signature": args.signature,
-               "input": {"name": input_name, "shape": shape, "dtype": spec.dtype.name},
-               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                           "load_average": os.getloadavg()},
+               "input": {"name": input_name, "shape": list(inputs[1][input_name].shape[1:]),
+                         "dtype": str(inputs[1][input_name].dtype)},
+               "host": host, "server": args.binary or "compatible",
+               "batching_parameters": {"file": str(args.batching_params), **batching.__dict__},
                "kernels": "oneDNN" if onednn_enabled() else "TensorFlow's own (TF_ENABLE_ONEDNN_OPTS=0)",
-               "latency": {}, "throughput_rps": {}}
+               "concurrency": list(args.concurrency), "latency": {}}
+    scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    monitoring = f"--monitoring_config_file={_monitoring_file(scratch)}"
+    servers, echo_server = {}, None
     try:
-        _measure({"in-process": in_process, "gRPC": over(GrpcClient, grpc_port),
-                  "REST": over(RestClient, rest_port)}, results, args)
+        servers["off"] = BenchServer(name, version_dir.parent, [monitoring, *args.server_flags], args.binary)
+        servers["on"] = BenchServer(name, version_dir.parent, [monitoring, "--enable_batching",
+                                    f"--batching_parameters_file={Path(args.batching_params).resolve()}",
+                                    *args.server_flags], args.binary)
+        echo_server = _EchoServer()
+        _latency({"in-process": in_process, "gRPC": over(serving.client.GrpcClient, servers["off"].grpc_port),
+                  "REST": over(serving.client.RestClient, servers["off"].rest_port), "gRPC echo": echo(echo_server.port)},
+                 results, args)
+        results["ceiling"] = {"single": bench_load.in_process_rate(in_process(1), 1, args.seconds),
+                              "batched": bench_load.in_process_rate(in_process(batching.max_batch_size),
+                                                                    batching.max_batch_size, args.seconds)}
+        load_args = argparse.Namespace(concurrency=args.concurrency, rounds=args.rounds, seconds=args.seconds,
+                                       monitoring_path=MONITORING_PATH)
+        with LoadGenerator(name, inputs[1], args.signature, args.client_processes) as load:
+            results["echo"] = bench_load.echo_rows(load, echo_server, load_args)
+            results["load"] = bench_load.load_matrix(load, servers, load_args)
+
+        def model_cpu_ms_per_image(batch: float) -> float:
+            size = max(int(round(batch)), 1)
+            inputs.setdefault(size, model_inputs(version_dir, args.signature, size))
+            return bench_load.in_process_rate(in_process(size), size, min(args.seconds, 1.0))["cpu_ms_per_image"]
+
+        results["analysis"] = bench_load.analyse(results, batching.batch_timeout_micros, model_cpu_ms_per_image)
     finally:
-        if server is not None:
-            server.stop()
+        for server in [*servers.values(), echo_server]:
+            if server is not None:
+                server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
     return results
 
 
 def markdown(results: dict) -> str:
-    """Return the results as a markdown table (one row per path)."""
-    lines = [f"Model `{results['model']}` signature `{results['signature']}`, input "
-             f"{results['input']['dtype']} {results['input']['shape']}; {results['machine']['cpus']} CPUs, "
-             f"load average {', '.join(f'{x:.1f}' for x in results['machine']['load_average'])}; "
+    """Return the results as markdown: host, one-client latency, then the load section."""
+    host = results["host"]
+    lines = [f"Host: {host['cpu_model']}, {host['cores']} cores ({host['instruction_sets']}), load average "
+             f"{', '.join(str(value) for value in host['load_average'])} at the start; server: {results['server']}; "
              f"kernels: {results['kernels']}.",
+             f"Model `{results['model']}` signature `{results['signature']}`, input "
+             f"{results['input']['dtype']} {results['input']['shape']}; batching parameters "
+             f"`{results['batching_parameters']['file']}`.",
              f"gRPC batch-1 p50 is {results['target']['grpc_b1_p50_above_in_process_ms']} ms above the "
              f"in-process call (target: at most {results['target']['target_ms']} ms: "
-             f"{'met' if results['target']['met'] else 'missed'}).", "",
-             "| path | b1 p50 ms | b1 p99 ms | b32 p50 ms | b32 p99 ms | x1 req/s | x8 req/s | x32 req/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{'met' if results['target']['met'] else 'missed'}); a bare gRPC echo of the same bytes takes "
+             f"{results['target']['echo_b1_p50_ms']} ms.", "",
+             "| path (one client) | b1 p50 ms | b1 p99 ms | b32 p50 ms | b32 p99 ms |", "|---|---|---|---|---|"]
     for path in PATHS:
         latency = [results["latency"][f"{path} batch {batch}"] for batch in BATCHES]
-        rates = [results["throughput_rps"][f"{path} x{clients}"] for clients in CONCURRENCY]
-        cells = [latency[0]["p50_ms"], latency[0]["p99_ms"], latency[1]["p50_ms"], latency[1]["p99_ms"], *rates]
-        lines.append(f"| {path} | " + " | ".join(str(cell) for cell in cells) + " |")
+        lines.append(f"| {path} | {latency[0]['p50_ms']} | {latency[0]['p99_ms']} | {latency[1]['p50_ms']} | "
+                     f"{latency[1]['p99_ms']} |")
     warm = [results["latency"][f"in-process back to back batch {batch}"]["p50_ms"] for batch in BATCHES]
     lines += ["", f"In-process back to back (warm threads and caches): b1 p50 {warm[0]} ms, b32 p50 {warm[1]} ms; "
-              f"gRPC's b1 p50 is {results['target']['grpc_b1_p50_above_back_to_back_ms']} ms above that."]
-    return "\n".join(lines) + "\n"
+              f"gRPC's b1 p50 is {results['target']['grpc_b1_p50_above_back_to_back_ms']} ms above that.", ""]
+    return "\n".join(lines) + "\n" + bench_load.markdown(results)
+
+
+def _concurrency(text: str) -> list[int]:
+    values = [int(item) for item in text.split(",") if item.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,13 +312,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true", help="Benchmark the demo CNN even if saved_models/ has models.")
     parser.add_argument("--signature", default="serving_default")
     parser.add_argument("--requests", type=int, default=1000,
-                        help="Timed rounds at batch 1 (a tenth, at least 30, at batch 32).")
-    parser.add_argument("--seconds", type=float, default=4.0, help="Duration of each throughput run.")
-    parser.add_argument("--grpc-port", type=int, default=0, help="Measure a server already running here.")
-    parser.add_argument("--rest-port", type=int, default=8501)
+                        help="Timed one-client rounds at batch 1 (a tenth, at least 30, at batch 32).")
+    parser.add_argument("--seconds", type=float, default=3.0, help="Duration of each load measurement.")
+    parser.add_argument("--rounds", type=int, default=2, help="Interleaved rounds of the load matrix.")
+    parser.add_argument("--concurrency", type=_concurrency, default=list(bench_load.CONCURRENCY))
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--batching-params", default=str(DEFAULT_BATCHING),
+                        help="BatchingParameters text file for the batching-on server.")
+    parser.add_argument("--binary", default=None, help="Benchmark this tensorflow_model_server instead of ours.")
     parser.add_argument("--output-dir", default="bench/results")
-    parser.add_argument("server_flags", nargs="*", help="Extra flags for the started server, after '--'.")
+    parser.add_argument("server_flags", nargs="*", help="Extra flags for the started servers, after '--'.")
     args = parser.parse_args(argv)
+    if not Path(args.batching_params).is_file():
+        parser.error(f"--batching-params: no such file: {args.batching_params!r}")
     results = run(args)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)

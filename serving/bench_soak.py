@@ -21,9 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from serving.client import GrpcClient, RestClient
+import serving.client
 from serving.common import cpu_description, free_port
-from serving.demo_model import export_demo_model, sample_pixels
 
 
 def resident_mib(pid: int) -> float:
@@ -47,7 +46,10 @@ class _Load:
             thread.start()
 
     def _run(self, index: int, grpc_port: int, rest_port: int) -> None:
-        client = GrpcClient(port=grpc_port) if index % 2 == 0 else RestClient(port=rest_port)
+        from serving.demo_model import sample_pixels
+
+        client = (serving.client.GrpcClient(port=grpc_port) if index % 2 == 0
+                  else serving.client.RestClient(port=rest_port))
         pixels = {"image": sample_pixels(1, seed=index)}
         while not self._stop.is_set():
             try:
@@ -102,6 +104,8 @@ def _wait_serving(status, version: int, timeout: float = 120.0) -> None:
 
 
 def run(args) -> dict:
+    from serving.demo_model import export_demo_model  # imports TensorFlow: not for --help
+
     work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     try:
         source = export_demo_model(work / "source", 1)
@@ -109,7 +113,7 @@ def run(args) -> dict:
         base.mkdir()
         _publish(source, base, 1)
         process, grpc_port, rest_port, _ = _start_server(base, args.poll_seconds)
-        status = GrpcClient(port=grpc_port).status
+        status = serving.client.GrpcClient(port=grpc_port).status
         load = _Load(grpc_port, rest_port, args.clients)
         rss, seconds = [], []
         try:

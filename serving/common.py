@@ -4,15 +4,20 @@
   path, found as TF Serving finds them (the server's source, launch, export and bench);
 - `free_port`: a free TCP port on the loopback interface (bench, tests);
 - `cpu_description`: the CPU model, cores and vector instruction sets every benchmark prints
-  with its figures (serving's benchmarks and the pipeline's).
+  with its figures (serving's benchmarks and the pipeline's);
+- `read_lineage`: the MLflow run and registered version an export came from, which the
+  exporter writes into the SavedModel and the server shows as a Prometheus info metric.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
 
+# Beside TF Serving's warmup file: assets.extra/ travels with the version, unread by TF.
+LINEAGE_FILE = os.path.join("assets.extra", "tfpipe_lineage.json")
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
@@ -55,3 +60,12 @@ def cpu_description() -> dict[str, object]:
         pass
     return {"cpu_model": model, "cores": os.cpu_count(),
             "instruction_sets": " ".join(flag for flag in VECTOR_FLAGS if flag in flags) or "none"}
+
+
+def read_lineage(version_dir: str | os.PathLike) -> dict[str, str]:
+    """Return {"model_name", "version", "run_id", ...} of an export, {} if it has no lineage."""
+    try:
+        lineage = json.loads((Path(version_dir) / LINEAGE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(key): str(value) for key, value in lineage.items()} if isinstance(lineage, dict) else {}

@@ -17,6 +17,7 @@ Signatures (inputs -> outputs):
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import uuid
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.spec import InputSpec
-from serving.common import list_versions
+from serving.common import LINEAGE_FILE, list_versions
 from serving.signatures import ServingModule, set_method_names
 from serving.warmup_requests import WARMUP_FILE, write_warmup_requests
 
@@ -119,6 +120,14 @@ def check_parity(model: keras.Model, path: Path, input_spec: InputSpec, inputs: 
             raise ExportError(f"export parity failed: predict_image_bytes differs from "
                               f"serving_default by {bytes_diff:.3g} on the same images")
     return max_diff
+
+
+def write_lineage(staged: StagedExport, **lineage: object) -> Path:
+    """Write where the export came from (MLflow run id, registered version) into its assets.extra/."""
+    path = staged.path / LINEAGE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({key: str(value) for key, value in lineage.items()}, indent=1))
+    return path
 
 
 def publish(staged: StagedExport, version: int) -> Path:

@@ -7,7 +7,14 @@
    Docker image if `docker info` works (the -gpu tag and --gpus all when nvidia-smi sees a
    GPU; model folders mounted read-only and base paths rewritten to the container's);
    else the compatible server, `python -m serving`.
-It prints which one it started and where, and stops it cleanly on Ctrl-C.
+Server flags after `--` go to whichever server starts; the files that
+--batching_parameters_file and --monitoring_config_file name must exist, and are copied
+beside the container's models.config for Docker.
+It prints which one it started and where, and stops it cleanly on Ctrl-C. While it runs,
+`<models dir>/.server.json` records its ports and config file, so `make promote` and `make
+rollback` can reload it live (serving/rollout.py). A config with version labels starts the
+server with --allow_version_labels_for_unavailable_models: at start-up no version is loaded
+yet, and TF Serving refuses labels on unloaded versions without it.
 """
 
 from __future__ import annotations
@@ -22,13 +29,18 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving import server_record
 from serving.common import list_versions
+from serving.registry_config import has_labels
 from serving.server.core.errors import ServingError
 from serving.server.management import config as config_lib
 
 DOCKER_IMAGE = "tensorflow/serving"
 CONTAINER_MODELS = "/models"
 CONTAINER_CONFIG = "/config/models.config"
+# At start-up no version is loaded yet: TF Serving refuses labels on them without this.
+LABELS_FLAG = "allow_version_labels_for_unavailable_models"
+FLAG_FILES = ("batching_parameters_file", "monitoring_config_file")
 
 
 @dataclass
@@ -77,6 +89,26 @@ def container_config(config):
     return rewritten, mounts
 
 
+def check_flag_files(flags: list[str]) -> None:
+    """Exit with one line naming the flag if a file-valued server flag names no file."""
+    for flag in flags:
+        name, _, value = flag.lstrip("-").partition("=")
+        if name in FLAG_FILES and not Path(value).is_file():
+            raise SystemExit(f"--{name}: no such file: {value!r}")
+
+
+def container_flags(flags: list[str], staging: Path) -> list[str]:
+    """Return `flags` with file-valued flags copied into `staging` (mounted at /config)."""
+    rewritten = []
+    for flag in flags:
+        name, _, value = flag.lstrip("-").partition("=")
+        if name in FLAG_FILES:
+            shutil.copyfile(value, staging / f"{name}.txt")
+            flag = f"--{name}=/config/{name}.txt"
+        rewritten.append(flag)
+    return rewritten
+
+
 def _docker_works() -> bool:
     if shutil.which("docker") is None:
         return False
@@ -98,6 +130,8 @@ def _has_nvidia_gpu() -> bool:
 
 def plan(args, config, config_path: Path, *, binary: str | None, docker: bool, gpu: bool) -> Launch:
     """Return the Launch for this machine: binary first, then Docker, then ours."""
+    if has_labels(config) and not any(flag.startswith(f"--{LABELS_FLAG}") for flag in args.server_flags):
+        args.server_flags = [*args.server_flags, f"--{LABELS_FLAG}=true"]
     ports = [f"--port={args.grpc_port}", f"--rest_api_port={args.rest_port}"]
     if args.backend in ("auto", "binary") and binary:
         notes = [] if args.host == "0.0.0.0" else [
@@ -115,7 +149,7 @@ def plan(args, config, config_path: Path, *, binary: str | None, docker: bool, g
         for host_path, container_path in mounts:
             command += ["-v", f"{host_path}:{container_path}:ro"]
         command += (["--gpus", "all"] if gpu else []) + [image, f"--model_config_file={CONTAINER_CONFIG}",
-                                                         *args.server_flags]
+                                                         *container_flags(args.server_flags, staging)]
         return Launch("docker", command, staging / "models.config", [f"image {image}"])
     if args.backend not in ("auto", "compatible"):
         raise SystemExit(f"--backend {args.backend} is not available on this machine; use auto or compatible")
@@ -155,6 +189,9 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--backend", choices=("auto", "binary", "docker", "compatible"), default="auto")
     parser.add_argument("--image", default=DOCKER_IMAGE)
     parser.add_argument("--container-name", default="tfpipe-serving")
+    parser.add_argument("--from-registry", action="store_true",
+                        help="The config was written from the MLflow registry (`python -m pipeline "
+                        "serving-config`): promotions and rollbacks may reload it live.")
     parser.add_argument("server_flags", nargs="*", help="Extra server flags, after '--'.")
     return parser.parse_args(argv)
 
@@ -162,6 +199,7 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     """Start the chosen server, wait for it, stop it on Ctrl-C; return its exit code."""
     args = parse_args(argv)
+    check_flag_files(args.server_flags)
     try:
         config, config_path = _config_for(args)
     except ServingError as error:
@@ -176,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     for note in launch.notes:
         print(f"  note: {note}", flush=True)
     process = subprocess.Popen(launch.command)
+    # Beside a registry config (<export dir>/models.config), where promotions look for it.
+    models_dir = config_path.parent if args.from_registry else Path(args.models_dir)
+    server_record.write_record(models_dir, server_record.ServerRecord(
+        pid=process.pid, host=args.host, grpc_port=args.grpc_port, rest_port=args.rest_port,
+        config_path=str(config_path), kind=launch.kind,
+        # Docker reads a copy with container paths: a reload from the host could not use it.
+        from_registry=args.from_registry and launch.kind != "docker"))
 
     def stop(*_):
         if launch.kind == "docker":
@@ -191,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         return_code = process.wait()
         print(f"Stopped the {launch.kind} server.", flush=True)
         return 0 if return_code in (0, -signal.SIGTERM, 128 + signal.SIGTERM) else return_code
+    finally:
+        server_record.remove_record(models_dir, process.pid)
 
 
 if __name__ == "__main__":

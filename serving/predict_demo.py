@@ -23,6 +23,7 @@ import typer
 from serving.client.cli import (
     BYTES_INPUT,
     BYTES_SIGNATURE,
+    DEFAULT_LABEL,
     PIXELS_SIGNATURE,
     TEXT_INPUT,
     image_bytes,
@@ -77,6 +78,8 @@ def main(
     protocol: str = typer.Option("grpc", help="grpc or rest."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(None, help="Defaults to 8500 (gRPC) or 8501 (REST)."),
+    label: str = typer.Option(DEFAULT_LABEL, help="Version label: stable (the champion), canary "
+                              "(the challenger); the highest version if the server has none."),
     top_k: int = typer.Option(3, help="How many classes to list per example."),
     timeout: float = typer.Option(30.0, help="Seconds to wait for the answer."),
 ):
@@ -110,7 +113,7 @@ def main(
         model = model or name
         signature, inputs = PIXELS_SIGNATURE, {input_name: values}
     predict_and_show(protocol, host, port, timeout, model, lambda client: (signature, inputs),
-                     top_k=top_k, truth=truth)
+                     label=label, top_k=top_k, truth=truth)
 
 
 if __name__ == "__main__":

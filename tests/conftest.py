@@ -65,3 +65,45 @@ def tiny_overrides(folder: Path, **extra) -> dict:
     }
     overrides.update(extra)
     return overrides
+
+
+def write_text_folder(root: Path, per_class: int = 12) -> Path:
+    """Write short reviews in one subfolder per class (pos, neg) under `root`; return `root`."""
+    words = {"pos": "great superb fine lovely", "neg": "awful dull poor boring"}
+    for label, vocabulary in words.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            picked = vocabulary.split()[index % 4 :] + vocabulary.split()[: index % 4]
+            (root / label / f"{index:03d}.txt").write_text(f"{' '.join(picked)} review {index}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_exports(tmp_path_factory) -> dict[str, Path]:
+    """Return {"cnn": version folder, "rnn": version folder} trained and exported by the pipeline.
+
+    The CNN learns 300 Fashion-MNIST images (28x28x1, 10 classes) for one epoch, the RNN a
+    small folder of texts: tests that need "a trained model" serve what `make train` exports
+    (signatures, warmup requests, lineage), never a hand-made look-alike.
+    """
+    from pipeline.config import load_config
+    from pipeline.stages import train
+
+    root = tmp_path_factory.mktemp("trained")
+    common = {
+        "tracking.tracking_uri": f"sqlite:///{root / 'mlruns.db'}", "tracking.experiment": "tests",
+        "export.base_dir": str(root / "saved_models"), "train.checkpoint_dir": str(root / "checkpoints"),
+        "train.insights": False, "train.epochs": 1, "train.early_stopping_patience": None,
+        "data.batch_size": 32, "export.parity_examples": 8, "export.warmup_batch_sizes": [1, 4]}
+    families = {
+        # Offline: TFDS's prepared copy or Debian's dataset-fashion-mnist (CI installs it).
+        "cnn": {"data.source": "fashion_mnist", "data.download": False,
+                "data.max_examples": 300, "model.family": "cnn",
+                "model.conv_blocks": 1, "model.filters": 4, "model.dense_units": 8},
+        "rnn": {"data.source": "text_folder", "data.path": str(write_text_folder(root / "reviews")),
+                "data.sequence_length": 8, "data.test_fraction": 0.25, "model.family": "rnn", "model.units": 8,
+                "model.recurrent_layers": 1, "model.dense_units": 0, "model.embedding_dim": 8},
+    }
+    return {name: train.run(load_config(None, {**common, "name": name, **overrides}),
+                            log=lambda line: None).export_path
+            for name, overrides in families.items()}

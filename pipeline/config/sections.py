@@ -189,6 +189,12 @@ class TuneConfig(Section):
     workers: Annotated[int, Field(ge=1, le=64)] = 1  # >1: chief + workers on this machine
     max_consecutive_failed_trials: Annotated[int, Field(ge=1)] = 3
     promotion_margin: Annotated[float, Field(ge=0.0)] = 0.0  # challenger must beat champion by
+    # The gate before promotion: the challenger served alone in a real server process must
+    # answer `gate_examples` test inputs (and its warmup requests) like the in-process
+    # SavedModel, within `gate_tolerance` on probabilities, at p99 <= `gate_p99_ms` per protocol.
+    gate_examples: Annotated[int, Field(ge=1)] = 50
+    gate_tolerance: Annotated[float, Field(gt=0.0)] = 1e-5
+    gate_p99_ms: Annotated[float, Field(gt=0.0)] = 250.0
 
 
 class RunConfig(Section):

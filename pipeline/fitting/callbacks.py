@@ -34,7 +34,7 @@ def monitor_mode(metric: str) -> str:
 
 def fit_callbacks(config: TrainConfig, *, mlflow_run: Run, backup_dir: Path,
                   base_learning_rate: float, examples_per_epoch: int,
-                  best_weights: Path | None = None,
+                  best_weights: Path | None = None, restore_dir: Path | None = None,
                   metric_prefix: str = "",
                   monitor_sample: tuple[Any, Any] | None = None,
                   ) -> list[keras.callbacks.Callback]:
@@ -46,10 +46,11 @@ def fit_callbacks(config: TrainConfig, *, mlflow_run: Run, backup_dir: Path,
     have their own); after a resume it starts from the best value the MLflow run already
     holds. With `config.gradient_monitor`, `monitor_sample` (inputs, labels) is what the
     gradient monitor measures on. MLflow logging comes last, so it sees what the others add
-    to the logs.
+    to the logs. `restore_dir` is where a resumed fit reads its backup, when not `backup_dir`
+    (a non-chief worker reads the chief's).
     """
     mode = monitor_mode(config.monitor)
-    callbacks: list[keras.callbacks.Callback] = [CrashSafeBackup(str(backup_dir))]
+    callbacks: list[keras.callbacks.Callback] = [CrashSafeBackup(str(backup_dir), restore_dir)]
     if best_weights is not None:
         history = [value for _, value in mlflow_run.metric_history(metric_prefix + config.monitor)]
         best_so_far = (max(history) if mode == "max" else min(history)) if history else None
@@ -137,7 +138,12 @@ class CrashSafeBackup(keras.callbacks.BackupAndRestore):
     batch and that file's name) is written under a staging name and renamed over the old
     metadata. That rename is the commit: the metadata always names complete weights, and
     the weights always match its epoch. Older weight files are removed after the commit.
+    With `restore_dir`, a resumed fit reads the backup there instead of in `backup_dir`.
     """
+
+    def __init__(self, backup_dir: str, restore_dir: Path | None = None, **kwargs: Any):
+        super().__init__(backup_dir, **kwargs)
+        self.restore_dir = restore_dir
 
     def _save_model(self) -> None:
         backup = Path(self.backup_dir)
@@ -156,6 +162,8 @@ class CrashSafeBackup(keras.callbacks.BackupAndRestore):
         if not self.model.built:
             raise ValueError("CrashSafeBackup needs a built model: call it on a batch before fit()")
         metadata_path = Path(self._training_metadata_path)
+        if self.restore_dir is not None:
+            metadata_path = Path(self.restore_dir) / metadata_path.name
         if not metadata_path.exists():
             return  # nothing committed yet: start from the first epoch
         metadata = json.loads(metadata_path.read_text())

@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from pipeline.config import RunConfig, TrainConfig
+from pipeline.fitting import multi_worker
 from serving.common import cpu_description
 
 BFLOAT16_MIN_SPEEDUP = 1.1  # below this, bfloat16's rounding is not worth it
@@ -25,6 +26,7 @@ class Hardware:
     precision: str | None  # the compute dtype of mixed precision; None: float32
     devices: tuple[str, ...]
     precision_reason: str = ""  # why `auto` chose it (printed and logged to MLflow)
+    worker: multi_worker.Worker | None = None  # this process's place in a multi-worker run
 
     @property
     def gpus(self) -> int:
@@ -33,7 +35,8 @@ class Hardware:
     def describe(self) -> str:
         precision = f"mixed_{self.precision}" if self.precision else "float32"
         reason = f" ({self.precision_reason})" if self.precision_reason else ""
-        return (f"{', '.join(self.devices)} | {type(self.strategy).__name__} "
+        place = f" | worker {self.worker.index} of {self.worker.count}" if self.worker else ""
+        return (f"{', '.join(self.devices)}{place} | {type(self.strategy).__name__} "
                 f"({self.strategy.num_replicas_in_sync} replica(s)) | {precision}{reason}")
 
 
@@ -108,10 +111,13 @@ def configure(config: TrainConfig, seed: int) -> Hardware:
 
     `auto` computes in bfloat16 (float32 weights) on GPUs from Ampere on and on CPUs with
     AVX512-BF16/AMX, in float16 on Volta/Turing GPUs, else in float32; it mirrors the model
-    over several GPUs. The export is float32 whatever the training precision (see
+    over several GPUs, and over several workers when $TF_CONFIG names a cluster
+    (pipeline/fitting/multi_worker.py). The export is float32 whatever the training precision (see
     serving_copy). The global Keras policy is always set, so a run never inherits the
     previous run's policy in the same process.
     """
+    worker = multi_worker.from_environment()  # $TF_CONFIG: one of several workers
+    distribution = multi_worker.strategy() if worker else None  # first: before any TF op
     keras.utils.set_random_seed(seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -122,13 +128,20 @@ def configure(config: TrainConfig, seed: int) -> Hardware:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # already initialised in this process
             pass
-    precision, reason = precision_choice(config.mixed_precision, gpus)
+    if worker is None or worker.is_chief:
+        precision, reason = precision_choice(config.mixed_precision, gpus)
+    if worker is not None:  # every worker computes in the chief's precision
+        choices = (None, "bfloat16", "float16")
+        mine = choices.index(precision) if worker.is_chief else 0
+        precision = choices[multi_worker.broadcast_from_chief(distribution, worker, mine)]
+        reason = reason if worker.is_chief else "the chief's choice"
     keras.mixed_precision.set_global_policy(f"mixed_{precision}" if precision else "float32")
     mirrored = config.distribution == "mirrored" or (config.distribution == "auto" and len(gpus) > 1)
-    strategy = tf.distribute.MirroredStrategy() if mirrored else tf.distribute.get_strategy()
+    strategy = distribution or (
+        tf.distribute.MirroredStrategy() if mirrored else tf.distribute.get_strategy())
     devices = tuple(gpu.name for gpu in gpus) or ("CPU",)
     return Hardware(strategy=strategy, precision=precision, devices=devices,
-                    precision_reason=reason)
+                    precision_reason=reason, worker=worker)
 
 
 def for_accelerators(config: RunConfig, hardware: Hardware) -> RunConfig:

@@ -81,7 +81,7 @@ class TrackedTrials:
         super().on_trial_begin(trial)
         existing = self.tracker.find_child(self.parent_run_id, TRIAL_TAG, trial.trial_id)
         run = self.tracker.open_run(
-            f"trial-{trial.trial_id}", resume_run_id=existing, parent_run_id=self.parent_run_id,
+            f"{self.project_name} · trial {trial.trial_id}", resume_run_id=existing, parent_run_id=self.parent_run_id,
             tags={TRIAL_TAG: trial.trial_id, "kerastuner.tuner_id": self.tuner_id})
         if existing is None:
             run.log_params(trial.hyperparameters.values)

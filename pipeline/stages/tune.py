@@ -91,8 +91,9 @@ def _parent_run(config: RunConfig, tracker: Tracker, role: str | None) -> tuple[
         if role is None and tracker.status(run_id) == "FINISHED":
             raise SweepFinished(run_id)
         return tracker.open_run(config.name, resume_run_id=run_id), False
-    run = tracker.open_run(f"sweep-{config.name}", tags={SWEEP_TAG: config.name,
-                                                         "sweep.tuner": config.tune.tuner})
+    run = tracker.open_run(f"{config.name} · {config.model.family} · sweep ({config.tune.tuner})",
+                           tags={SWEEP_TAG: config.name,
+                                 "sweep.tuner": config.tune.tuner})
     project.mkdir(parents=True, exist_ok=True)
     state_path.write_text(json.dumps({"parent_run_id": run.run_id, "fingerprint": fingerprint}))
     return run, True

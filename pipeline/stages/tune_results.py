@@ -4,7 +4,8 @@ Everything here runs in the chief (or the only) process once the search has ende
 parent MLflow run gets the trial table (Markdown and JSON) and a figure of each
 hyperparameter against the objective; the best trial's values are retrained on the full
 data (`tune.final: retrain`) or its best checkpoint restored (`restore`), evaluated,
-exported, registered, and given the registry alias `challenger`.
+exported, registered, and given the registry alias `challenger` (a running `make serve`
+loads it first and labels it `canary`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 from pipeline.config import ModelConfig, RunConfig
 from pipeline.fitting.hypermodel import shown
 from pipeline.reports import plots
-from pipeline.stages import train
+from pipeline.stages import registry, train
 from pipeline.stages.data import make_datasets
 from pipeline.tracking import Run, Tracker
+from serving.rollout import RolloutError
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,9 @@ def conclude(config: RunConfig, tuner, tracker: Tracker, parent: Run, project: P
     parent.set_tags({"best_trial": best.trial_id})
     shown_values = ", ".join(f"{name}={shown(value)}" for name, value in values.items())
     log(f"best trial {best.trial_id}: {objective} {best.score:.4f} | {shown_values}")
-    final = _final_model(config, tuner, values, tracker, parent, project, log)
+    final = _final_model(config, tuner, best.trial_id, values, tracker, parent, project, log)
     if final.model_version is not None:
-        tracker.set_alias(config.name, "challenger", final.model_version)
+        _set_challenger(config, tracker, final.model_version, log)
         log(f"registered {config.name} version {final.model_version} as challenger "
             f"(test_accuracy {final.metrics.get('test_accuracy', float('nan')):.4f})")
     parent.log_metrics({f"final_{key}": value for key, value in final.metrics.items()})
@@ -85,8 +87,18 @@ def conclude(config: RunConfig, tuner, tracker: Tracker, parent: Run, project: P
     return TuneResult(parent.run_id, values, best.score, rows, final)
 
 
-def _final_model(config: RunConfig, tuner, values: dict[str, Any], tracker: Tracker,
-                 parent: Run, project: Path, log) -> train.TrainResult:
+def _set_challenger(config: RunConfig, tracker: Tracker, version: int, log) -> None:
+    """Give `version` the alias `challenger`; a running `make serve` loads it as `canary` first."""
+    try:
+        registry.move_aliases(config, tracker, config.name, {"challenger": version}, log)
+    except RolloutError as error:  # the sweep's result is kept whatever the server says
+        tracker.set_alias(config.name, "challenger", version)
+        log(f"warning: {error}; version {version} is the challenger in the registry, and the "
+            "server will load it at the next promotion, rollback or `make serve`")
+
+
+def _final_model(config: RunConfig, tuner, trial_id: str, values: dict[str, Any],
+                 tracker: Tracker, parent: Run, project: Path, log) -> train.TrainResult:
     """Retrain the best hyperparameters on the full data, or restore the best checkpoint."""
     params = {**config.model.params, **values}
     best_config = config.model_copy(update={
@@ -96,12 +108,14 @@ def _final_model(config: RunConfig, tuner, values: dict[str, Any], tracker: Trac
         "train": config.train.model_copy(update={
             "epochs": config.tune.retrain_epochs or config.train.epochs,
             "checkpoint_dir": project / "final"})})
+    run_name = f"{config.name} · {config.model.family} · best trial {trial_id}"
     if config.tune.final == "retrain":
         log(f"retraining the best model for {best_config.train.epochs} epochs on the full data")
-        return train.run(best_config, log=log, parent_run_id=parent.run_id)
+        return train.run(best_config, log=log, parent_run_id=parent.run_id,
+                         run_name=f"{run_name} retrained")
     model = tuner.get_best_models(1)[0]
     data = make_datasets(config.data, config.seed)
-    with tracker.run("best-restored", parent_run_id=parent.run_id,
+    with tracker.run(f"{run_name} restored", parent_run_id=parent.run_id,
                      tags={"model_name": config.name}) as mlflow_run:
         mlflow_run.log_params(best_config.flat())
         return train.finish(model, data, best_config, tracker, mlflow_run, log)

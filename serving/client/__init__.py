@@ -11,8 +11,6 @@ bytes), so code written against one protocol works unchanged against the other.
 from __future__ import annotations
 
 from serving.client.errors import ClientError
-from serving.client.grpc_client import GrpcClient
-from serving.client.rest_client import RestClient
 
 DEFAULT_PORTS = {"grpc": 8500, "rest": 8501}
 
@@ -21,8 +19,22 @@ def connect(protocol: str, host: str = "127.0.0.1", port: int | None = None, tim
     """Return a GrpcClient or RestClient for `protocol` ('grpc' or 'rest')."""
     if protocol not in DEFAULT_PORTS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of: grpc, rest")
-    client_class = GrpcClient if protocol == "grpc" else RestClient
+    client_class = __getattr__("GrpcClient" if protocol == "grpc" else "RestClient")
     return client_class(host, port or DEFAULT_PORTS[protocol], timeout=timeout)
+
+
+def __getattr__(name: str):
+    # Imported on first use: the gRPC client's protos import all of TensorFlow (seconds),
+    # which `python -m serving.client --help` and a REST-only user never need.
+    if name == "GrpcClient":
+        from serving.client.grpc_client import GrpcClient
+
+        return GrpcClient
+    if name == "RestClient":
+        from serving.client.rest_client import RestClient
+
+        return RestClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ClientError", "GrpcClient", "RestClient", "connect", "DEFAULT_PORTS"]

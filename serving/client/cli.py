@@ -1,7 +1,7 @@
 """`python -m serving.client`: send an input to a model server and print its answer.
 
     python -m serving.client predict --model mnist --image digit.png           # gRPC, bytes signature
-    python -m serving.client predict --model mnist --image digit.png --protocol rest
+    python -m serving.client predict --model mnist --protocol rest    # sample image
     python -m serving.client predict --model mnist --pixels batch.npy          # uint8 pixels
     python -m serving.client status --model mnist
 
@@ -23,12 +23,25 @@ from rich.table import Table
 
 from serving.client import ClientError, connect
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = """Send an input to a TF Serving (or compatible) model server; print its answer.
+
+\b
+  python -m serving.client predict --model mnist --image digit.png
+  python -m serving.client predict --model mnist --protocol rest    # sample image
+  python -m serving.client predict --model mnist --pixels batch.npy
+  python -m serving.client status --model mnist
+
+--image goes to the bytes signature (predict_image_bytes), --pixels to serving_default.
+"""
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 console = Console()
 SAMPLE_IMAGE = Path(__file__).parent / "samples" / "digit_7.png"
 # The exporter's signatures: encoded images, and uint8 pixels.
 BYTES_SIGNATURE, BYTES_INPUT = "predict_image_bytes", "image_bytes"
 PIXELS_SIGNATURE, PIXELS_INPUT = "serving_default", "image"
+# The label `make serve` gives the registry's champion; a server without it answers with
+# its highest version instead (a plain TF Serving config, a model never promoted).
+DEFAULT_LABEL = "stable"
 TEXT_INPUT = "text"  # a text model's serving_default input: one string per example
 
 
@@ -89,9 +102,17 @@ def predict_and_show(protocol: str, host: str, port: int | None, timeout: float,
     so it can read the model's metadata first.
     """
     client = connect(protocol, host, port, timeout)
+    label = None if version is not None else label
     try:
         signature, inputs = make_inputs(client)
-        outputs = client.predict(model, inputs, signature_name=signature, version=version, label=label)
+        try:
+            outputs = client.predict(model, inputs, signature_name=signature, version=version, label=label)
+        except ClientError as error:
+            if label != DEFAULT_LABEL or "Unrecognized servable version label" not in error.message:
+                raise
+            console.print(f"[yellow]{model} has no '{label}' label on this server[/yellow]: "
+                          "asking for its highest version")
+            outputs = client.predict(model, inputs, signature_name=signature)
     except ClientError as error:
         console.print(f"[red]{protocol} request failed[/red] {error.code}: {error.message}")
         raise typer.Exit(1) from None
@@ -111,8 +132,10 @@ def predict(
     protocol: str = typer.Option("grpc", help="grpc or rest."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(None, help="Defaults to 8500 (gRPC) or 8501 (REST)."),
-    version: int = typer.Option(None, help="A specific version (default: latest)."),
-    label: str = typer.Option(None, help="A version label such as 'stable'."),
+    version: int = typer.Option(None, help="A specific version (instead of the label)."),
+    label: str = typer.Option(DEFAULT_LABEL, help="A version label; 'stable' (the default) is the "
+                              "registry's champion, 'canary' its challenger; without it on the "
+                              "server, the highest version."),
     bytes_signature: str = typer.Option(BYTES_SIGNATURE),
     bytes_input: str = typer.Option(BYTES_INPUT),
     pixels_signature: str = typer.Option(PIXELS_SIGNATURE),

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import tensorflow as tf
 
+from serving.common import read_lineage
 from serving.server import protos
 from serving.server.core import errors
 from serving.server.core.servable import onednn_enabled
@@ -31,6 +32,7 @@ from serving.server.rest_api.http_app import RestApp
 log = logging.getLogger("serving.server")
 VERSION = "0.1.0-compatible"
 _INT32_MAX = 2**31 - 1
+MAX_BATCHING_HANDLER_THREADS = 256
 
 
 def _address(host: str, port: int) -> str:
@@ -69,7 +71,8 @@ class ModelServer:
         if options.enable_batching:
             params = (protos.parse_text_file(options.batching_parameters_file, "BatchingParameters")
                       if options.batching_parameters_file else None)
-            self.scheduler = BatchScheduler(BatchingOptions.from_proto(params) if params else BatchingOptions())
+            self.scheduler = BatchScheduler(BatchingOptions.from_proto(params) if params else BatchingOptions(),
+                                            self.metrics)
         self.manager = ModelManager(self._manager_options())
         self.manager.reload(self._initial_config())
         self.manager.start_polling()
@@ -120,6 +123,7 @@ class ModelServer:
                 self.metrics.observe("warmup_latency", (servable.path, status), (time.perf_counter() - started) * 1e6)
 
     def _retire(self, servable) -> None:
+        self.metrics.set_lineage(servable.name, servable.version, {})
         if self.scheduler is not None:
             self.scheduler.detach(servable)
 
@@ -135,10 +139,29 @@ class ModelServer:
     def _on_load(self, name, version, path, error, seconds) -> None:
         self.metrics.count("load_attempts", (path, "success" if error is None else "fail"))
         if error is None:
+            self.metrics.set_lineage(name, version, read_lineage(path))
             # A loaded model adds hundreds of thousands of long-lived objects; freezing them
             # keeps full garbage collections (triggered by request JSON) from walking them
             # all, which otherwise costs up to ~200 ms at p99 on a large REST body.
             gc.freeze()
+
+    def _handler_threads(self, flag: str) -> int:
+        """Return how many requests the front may handle at once (--grpc_max_threads, ...).
+
+        A batching caller holds its handler thread until its batch has run, so the default
+        (4 per core) would cap every batch at 8 calls on 2 cores however large
+        max_batch_size is. Left at its default, the count is raised so that every batch
+        thread's batch and the next one can fill; a value given on the command line stands.
+        """
+        configured = getattr(self.options, flag)
+        if self.scheduler is None or configured != ServerOptions.__dataclass_fields__[flag].default:
+            return max(configured, 1)
+        batching = self.scheduler.options
+        needed = min((batching.num_batch_threads + 1) * batching.max_batch_size, MAX_BATCHING_HANDLER_THREADS)
+        if needed > configured:
+            log.info("--enable_batching: --%s raised from %d to %d so that batches of max_batch_size %d "
+                     "can form (set --%s to choose)", flag, configured, needed, batching.max_batch_size, flag)
+        return max(needed, configured)
 
     def _start_grpc(self) -> None:
         options = self.options
@@ -148,7 +171,7 @@ class ModelServer:
             ("grpc.max_send_message_length", _INT32_MAX),
             *_channel_arguments(options.grpc_channel_arguments),
         ]
-        server = grpc.server(ThreadPoolExecutor(max_workers=max(options.grpc_max_threads, 1),
+        server = grpc.server(ThreadPoolExecutor(max_workers=self._handler_threads("grpc_max_threads"),
                                                 thread_name_prefix="grpc"), options=channel_options)
         add_services(server, self.manager, self.metrics,
                      method_check=options.enable_signature_method_name_check,
@@ -176,7 +199,7 @@ class ModelServer:
             if monitoring.prometheus_config.enable:
                 monitoring_path = monitoring.prometheus_config.path or DEFAULT_PATH
         app = RestApp(RestHandler(self.manager, options.enable_signature_method_name_check), self.metrics,
-                      num_threads=options.rest_api_num_threads, timeout_ms=options.rest_api_timeout_in_ms,
+                      num_threads=self._handler_threads("rest_api_num_threads"), timeout_ms=options.rest_api_timeout_in_ms,
                       max_body_bytes=options.max_request_bytes, monitoring_path=monitoring_path,
                       cors=options.rest_api_enable_cors_support)
         has = importlib.util.find_spec

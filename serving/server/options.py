@@ -141,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for option in fields(ServerOptions):
         flag = f"--{option.name}"
-        help_text = FLAG_HELP.get(option.name, "Accepted for compatibility.")
+        help_text = FLAG_HELP.get(option.name) or (
+            f"Not supported here ({UNSUPPORTED[option.name]}): refused at start-up; "
+            "use tensorflow_model_server."
+            if option.name in UNSUPPORTED else
+            "Accepted and ignored: does not apply to this server.")
         default = ServerOptions.__dataclass_fields__[option.name].default
         if option.type == "bool":
             parser.add_argument(flag, type=_parse_bool, nargs="?", const=True, default=default, help=help_text)

@@ -1,9 +1,10 @@
 """MonitoringConfig and BatchingParameters, which the tensorflow-serving-api wheel lacks.
 
 TF Serving reads both from text-format files (--monitoring_config_file,
---batching_parameters_file). The message types are declared here with the same package,
-names, field numbers and types as tensorflow_serving/config/monitoring_config.proto and
-servables/tensorflow/session_bundle_config.proto, so the same files parse identically.
+--batching_parameters_file). MonitoringConfig is declared here with the same package,
+names, field numbers and types as tensorflow_serving/config/monitoring_config.proto;
+BatchingParameters is TF Serving's own declaration (proto/session_bundle_config.proto,
+compiled by protoc), so the same files parse identically.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from google.protobuf import (
     descriptor_pool,
     message_factory,
     text_format,
-    wrappers_pb2,  # noqa: F401  (registers google/protobuf/wrappers.proto)
 )
 
 from serving.server.core import errors
+from serving.server.proto import session_bundle_config_pb2
 
 log = logging.getLogger("serving.server")
 _FIELD = descriptor_pb2.FieldDescriptorProto
@@ -44,37 +45,23 @@ def _classes() -> dict[str, type]:
         pool.FindFileByName(_FILE_NAME)
     except KeyError:
         pool.Add(_file_descriptor())
-    names = ("PrometheusConfig", "MonitoringConfig", "BatchingParameters")
-    return {
+    names = ("PrometheusConfig", "MonitoringConfig")
+    classes = {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
         for name in names
     }
+    return {**classes, "BatchingParameters": session_bundle_config_pb2.BatchingParameters}
 
 
 def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
     proto = descriptor_pb2.FileDescriptorProto(
         name=_FILE_NAME, package="tensorflow.serving", syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"],
     )
     prometheus = proto.message_type.add(name="PrometheusConfig")
     _field(prometheus, "enable", 1, _FIELD.TYPE_BOOL)
     _field(prometheus, "path", 2, _FIELD.TYPE_STRING)
     monitoring = proto.message_type.add(name="MonitoringConfig")
     _field(monitoring, "prometheus_config", 1, _FIELD.TYPE_MESSAGE, ".tensorflow.serving.PrometheusConfig")
-    batching = proto.message_type.add(name="BatchingParameters")
-    int64_value, string_value = ".google.protobuf.Int64Value", ".google.protobuf.StringValue"
-    for name, number, type_name in (
-        ("max_batch_size", 1, int64_value),
-        ("batch_timeout_micros", 2, int64_value),
-        ("max_enqueued_batches", 3, int64_value),
-        ("num_batch_threads", 4, int64_value),
-        ("thread_pool_name", 5, string_value),
-        ("enable_large_batch_splitting", 8, ".google.protobuf.BoolValue"),
-        ("max_execution_batch_size", 9, int64_value),
-    ):
-        _field(batching, name, number, _FIELD.TYPE_MESSAGE, type_name)
-    _field(batching, "allowed_batch_sizes", 6, _FIELD.TYPE_INT64, repeated=True)
-    _field(batching, "pad_variable_length_inputs", 7, _FIELD.TYPE_BOOL)
     return proto
 
 
@@ -101,6 +88,11 @@ def read_text_proto(path: str, message):
     return message
 
 
+def message_class(message_name: str) -> type:
+    """Return the class of tensorflow.serving.<message_name> (MonitoringConfig, BatchingParameters)."""
+    return _classes()[message_name]
+
+
 def parse_text_file(path: str, message_name: str):
     """Return the text-format file at `path` parsed as tensorflow.serving.<message_name>."""
-    return read_text_proto(path, _classes()[message_name]())
+    return read_text_proto(path, message_class(message_name)())

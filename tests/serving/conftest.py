@@ -1,7 +1,7 @@
 """Fixtures for the serving tests: real SavedModels, real servers on free loopback ports.
 
-Models are exported once per session (a Keras CNN shaped like the pipeline's export and a
-TF1 "half plus two" with classify/regress signatures); servers are real `python -m serving`
+Models are exported once per session (the pipeline's tiny CNN, trained and exported by
+`make train`'s code, and a TF1 "half plus two" with classify/regress signatures); servers are real `python -m serving`
 subprocesses sharing one process per test module wherever the tests allow.
 """
 
@@ -10,16 +10,18 @@ from __future__ import annotations
 import pytest
 
 from serving.common import free_port
-from tests.serving.serving_fixtures import ServerProcess, export_half_plus_two
+from tests.serving.serving_fixtures import ServerProcess, copy_version, export_half_plus_two
 
 
 @pytest.fixture(scope="session")
-def model_store(tmp_path_factory):
-    """Return a dict of paths: the demo CNN (v1), half_plus_two (v1), under one models dir."""
-    from serving.demo_model import export_demo_model
+def model_store(tmp_path_factory, trained_exports):
+    """Return a dict of paths: a CNN (v1), half_plus_two (v1), under one models dir.
 
+    The CNN ("demo" in these tests) is the pipeline's own tiny Fashion-MNIST export
+    (tests/conftest.py `trained_exports`): uint8 `image` [-1, 28, 28, 1], 10 classes.
+    """
     root = tmp_path_factory.mktemp("models")
-    demo = export_demo_model(root / "demo", 1)
+    demo = copy_version(trained_exports["cnn"], root / "demo", 1)
     hpt = export_half_plus_two(root / "half_plus_two", 1)
     return {"root": root, "demo_v1": demo, "hpt_v1": hpt}
 

@@ -1,10 +1,20 @@
-"""--enable_batching: concurrent calls of the same signature merged into one batch.
+"""--enable_batching: concurrent calls merged into one batch, as TF Serving's BatchingSession.
 
-Like TF Serving's shared batch scheduler, one pool of `num_batch_threads` workers serves a
-queue per (servable, signature). A worker takes the oldest ready queue: ready once it holds
-`max_batch_size` rows or its oldest call has waited `batch_timeout_micros`. Calls are
-concatenated along dimension 0 (only calls whose other dimensions agree share a batch),
-padded up to the next `allowed_batch_sizes` entry if given, run once, and split back.
+One pool of `num_batch_threads` workers serves a queue per (servable, signature, input
+shapes and dtypes), like TF's SharedBatchScheduler: calls of different models, signatures
+or shapes never share a batch (TF Serving would fail such a batch unless told to pad). A
+queue holds batches formed as calls arrive; the last one is open. A call that does not fit
+the open batch closes it and opens the next, unless `max_enqueued_batches` are already
+waiting: then the call is refused UNAVAILABLE at once, never left to hang. A batch runs
+once it is full or its first call has waited `batch_timeout_micros`; it is padded up to
+the next `allowed_batch_sizes` entry (padding rows repeat the first row and are dropped),
+run once, and split back so each caller gets exactly its rows.
+
+A call larger than `max_batch_size` is refused INVALID_ARGUMENT with TF's message; with
+`enable_large_batch_splitting` it is cut into pieces that fill the open batch and then
+batches of `max_execution_batch_size`, and the pieces' outputs are joined back. A retired
+servable's queues are drained before `detach` returns (CloseAndWaitUntilEmpty), so a
+reload loses no queued call.
 """
 
 from __future__ import annotations
@@ -13,13 +23,14 @@ import os
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from serving.server.core import errors
 from serving.server.core.servable import Servable
+
+DEFAULT_THREAD_POOL_NAME = "model_server_batch_threads"  # server.cc, when no file is given
 
 
 @dataclass(frozen=True)
@@ -31,50 +42,171 @@ class BatchingOptions:
     max_enqueued_batches: int = 10
     num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     allowed_batch_sizes: tuple[int, ...] = ()
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int = 0  # 0: max_batch_size
+    thread_pool_name: str = DEFAULT_THREAD_POOL_NAME
+
+    @property
+    def execution_batch_size(self) -> int:
+        """Return the most rows one batch runs (max_execution_batch_size only when splitting)."""
+        if self.enable_large_batch_splitting and self.max_execution_batch_size > 0:
+            return self.max_execution_batch_size
+        return self.max_batch_size
 
     @classmethod
     def from_proto(cls, params) -> BatchingOptions:
         """Return options from a BatchingParameters message, validated as TF Serving does."""
         defaults = cls()
+
+        def value(name, default):
+            return getattr(params, name).value if params.HasField(name) else default
+
         options = cls(
-            max_batch_size=params.max_batch_size.value if params.HasField("max_batch_size") else defaults.max_batch_size,
-            batch_timeout_micros=params.batch_timeout_micros.value if params.HasField("batch_timeout_micros") else 0,
-            max_enqueued_batches=params.max_enqueued_batches.value if params.HasField("max_enqueued_batches") else defaults.max_enqueued_batches,
-            num_batch_threads=params.num_batch_threads.value if params.HasField("num_batch_threads") else defaults.num_batch_threads,
+            max_batch_size=value("max_batch_size", defaults.max_batch_size),
+            batch_timeout_micros=value("batch_timeout_micros", 0),
+            max_enqueued_batches=value("max_enqueued_batches", defaults.max_enqueued_batches),
+            num_batch_threads=value("num_batch_threads", defaults.num_batch_threads),
             allowed_batch_sizes=tuple(params.allowed_batch_sizes),
+            enable_large_batch_splitting=value("enable_large_batch_splitting", False),
+            max_execution_batch_size=value("max_execution_batch_size", 0),
+            thread_pool_name=value("thread_pool_name", "batch_threads"),
         )
-        if options.allowed_batch_sizes and options.allowed_batch_sizes[-1] != options.max_batch_size:
+        sizes = options.allowed_batch_sizes
+        if sizes and sizes[-1] != options.max_batch_size:
             raise errors.invalid_argument(
                 "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
-                f"{options.allowed_batch_sizes[-1]}; expected {options.max_batch_size}"
+                f"{sizes[-1]}; expected {options.max_batch_size}"
             )
+        if list(sizes) != sorted(set(sizes)):
+            raise errors.invalid_argument("allowed_batch_sizes entries must be monotonically increasing")
+        for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
+            if getattr(options, name) < 1:
+                raise errors.invalid_argument(f"{name} must be positive; was {getattr(options, name)}")
         return options
 
 
 class _Call:
-    __slots__ = ("inputs", "size", "key", "future", "enqueued")
+    """One caller's request; with splitting, its pieces may run in different batches.
 
-    def __init__(self, inputs, size, key):
-        self.inputs, self.size, self.key = inputs, size, key
-        self.future: Future = Future()
+    The caller waits on a bare lock that the last piece releases: the cheapest wake-up
+    CPython has (a concurrent.futures.Future costs several lock operations more per call,
+    which showed at hundreds of calls a second on two cores).
+    """
+
+    __slots__ = ("_done", "_waited", "_outcome", "_error", "pieces", "parts", "lock")
+
+    def __init__(self, pieces: int):
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._waited = False
+        self._outcome: dict[str, np.ndarray] | None = None
+        self._error: BaseException | None = None
+        self.pieces = pieces
+        self.parts: dict[int, dict[str, np.ndarray]] = {}
+        self.lock = threading.Lock()
+
+    def wait(self, seconds: float) -> bool:
+        """Return whether the call finished within `seconds`."""
+        self._waited = self._done.acquire(timeout=seconds)
+        return self._waited
+
+    def result(self) -> dict[str, np.ndarray]:
+        """Block until every piece has run; return the joined outputs or raise the error."""
+        if not self._waited:
+            self._done.acquire()
+        if self._error is not None:
+            raise self._error
+        return self._outcome
+
+    def _resolve(self, outputs=None, error=None) -> None:
+        self._outcome, self._error = outputs, error
+        self._done.release()
+
+    def finish_piece(self, index: int, outputs=None, error=None) -> None:
+        """Record one piece's outputs (or error); the last piece (or the first error) resolves."""
+        if self.pieces == 1:
+            self._resolve(outputs, error)
+            return
+        with self.lock:  # pieces finish on different batch threads
+            if self.parts is None:
+                return
+            if error is not None:
+                self.parts = None
+                self._resolve(error=error)
+                return
+            self.parts[index] = outputs
+            if len(self.parts) == self.pieces:
+                ordered = [self.parts[key] for key in range(self.pieces)]
+                self.parts = None
+                self._resolve({name: np.concatenate([part[name] for part in ordered]) for name in ordered[0]})
+
+
+class _Task:
+    __slots__ = ("inputs", "size", "call", "index", "enqueued")
+
+    def __init__(self, inputs, size, call, index):
+        self.inputs, self.size, self.call, self.index = inputs, size, call, index
         self.enqueued = time.monotonic()
 
 
 class _Queue:
+    """Batches of one (servable, signature, shapes) key; the last batch is open."""
+
     def __init__(self, servable: Servable, signature_name: str):
         self.servable, self.signature_name = servable, signature_name
-        self.calls: deque[_Call] = deque()
-        self.rows = 0
+        self.batches: deque[list[_Task]] = deque([[]])
+        self.tail_rows = 0  # rows in the open (last) batch
+        self.running = 0
+        self.closed = False  # its servable is retiring: run what is queued without waiting
+        self.timed: list[_Task] | None = None  # oldest batch, whose first caller times it
+
+    def tail_size(self) -> int:
+        return self.tail_rows
+
+    def add(self, task: _Task, limit: int) -> None:
+        """Append `task` to the open batch, first opening a new one if it would not fit."""
+        if self.batches[-1] and self.tail_rows + task.size > limit:
+            self.batches.append([])
+            self.tail_rows = 0
+        self.batches[-1].append(task)
+        self.tail_rows += task.size
+
+    def pop(self) -> list[_Task]:
+        """Remove and return the oldest batch (closing it if it was the open one)."""
+        tasks = self.batches.popleft()
+        if tasks is self.timed:
+            self.timed = None
+        if not self.batches:
+            self.batches.append([])
+            self.tail_rows = 0
+        return tasks
+
+    def due(self, limit: int) -> bool:
+        """Return whether the oldest batch may run without waiting for its timeout."""
+        return self.closed or len(self.batches) > 1 or self.tail_rows >= limit
+
+    def empty(self) -> bool:
+        return self.running == 0 and len(self.batches) == 1 and not self.batches[0]
 
 
 class BatchScheduler:
-    """Runs batched signature calls for every servable on a shared pool of threads."""
+    """Runs batched signature calls for every servable, at most `num_batch_threads` at once.
 
-    def __init__(self, options: BatchingOptions):
+    A batch runs on whichever thread is awake when it becomes due, to save thread hand-offs
+    (each costs more than a batch-1 model call under load on two cores): the caller whose
+    call fills it, or the caller that opened it once `batch_timeout_micros` has passed
+    (it waits on its own answer meanwhile). When all `num_batch_threads` run slots are
+    taken, the scheduler's own threads pick due batches up as slots free.
+    """
+
+    def __init__(self, options: BatchingOptions, metrics=None):
         self.options = options
+        self.metrics = metrics
         self._condition = threading.Condition()
-        self._queues: dict[tuple[int, str], _Queue] = {}
+        self._queues: dict[tuple, _Queue] = {}
         self._stopped = False
+        self._draining = 0  # detach() calls waiting for queues to empty
+        self._free_slots = max(options.num_batch_threads, 1)  # batches that may start now
         self._threads = [
             threading.Thread(target=self._work, name=f"batch-{index}", daemon=True)
             for index in range(max(options.num_batch_threads, 1))
@@ -87,32 +219,85 @@ class BatchScheduler:
         servable.run = lambda signature_name, inputs: self.submit(servable, signature_name, inputs)
 
     def detach(self, servable: Servable) -> None:
-        """Stop batching for `servable`; queued calls still run."""
+        """Stop batching for `servable`, returning once its queued calls have all run."""
         servable.run = servable.call
+        with self._condition:
+            for queue in self._queues.values():
+                queue.closed = queue.closed or queue.servable is servable
+            self._condition.notify_all()
+            self._draining += 1
+            while any(queue.servable is servable and not queue.empty() for queue in self._queues.values()):
+                self._condition.wait(0.05)
+            self._draining -= 1
+            self._queues = {key: queue for key, queue in self._queues.items() if queue.servable is not servable}
 
     def stop(self) -> None:
+        """Let the workers finish what is queued, then end."""
         with self._condition:
             self._stopped = True
             self._condition.notify_all()
 
     def submit(self, servable: Servable, signature_name: str, inputs) -> dict[str, np.ndarray]:
-        """Return the outputs of one call, computed as part of a merged batch."""
+        """Return the outputs of one call, computed as part of one or more merged batches."""
+        if servable.run == servable.call:  # detached after this caller picked up `run`
+            return servable.call(signature_name, inputs)
         size = _batch_size(inputs)
+        if self.metrics is not None:
+            for _ in inputs:  # RecordInputBatchSize: once per input tensor, as TF Serving does
+                self.metrics.observe("batch_input_size", (), size)
         if size > self.options.max_batch_size:
             raise errors.invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {self.options.max_batch_size}"
             )
-        key = tuple(sorted((name, value.shape[1:], value.dtype.str) for name, value in inputs.items()))
-        call = _Call(inputs, size, key)
+        shapes = tuple(sorted((name, value.shape[1:], value.dtype.str) for name, value in inputs.items()))
         with self._condition:
-            queue = self._queues.setdefault((id(servable), signature_name), _Queue(servable, signature_name))
-            limit = self.options.max_enqueued_batches * self.options.max_batch_size
-            if queue.rows + size > limit:
-                raise errors.unavailable("The batch scheduling queue to which this task was submitted is full")
-            queue.calls.append(call)
-            queue.rows += size
-            self._condition.notify()
-        return call.future.result()
+            queue = self._queues.get((id(servable), signature_name, shapes))
+            if queue is None:
+                queue = self._queues[(id(servable), signature_name, shapes)] = _Queue(servable, signature_name)
+            idle = not queue.batches[0]  # this call opens the oldest batch: it times it
+            call = self._enqueue(queue, inputs, size)
+            timeout = self.options.batch_timeout_micros / 1e6
+            batch = self._next_batch(queue) if queue.due(self.options.execution_batch_size) or not timeout else None
+            timer = idle and batch is None and queue.batches[0] and not queue.due(self.options.execution_batch_size)
+            if timer:
+                queue.timed = queue.batches[0]
+        if batch is not None:
+            self._execute(*batch)
+        elif timer and not call.wait(timeout):
+            with self._condition:
+                batch = self._next_batch(queue)
+                if batch is None and queue.timed is not None:
+                    queue.timed = None  # no free slot: the scheduler's threads take it over
+                    self._condition.notify()
+            if batch is not None:
+                self._execute(*batch)
+        return call.result()
+
+    def _enqueue(self, queue: _Queue, inputs, size: int) -> _Call:
+        """Add a call's task(s) to `queue`'s batches (under the lock), or raise UNAVAILABLE."""
+        options, limit = self.options, self.options.execution_batch_size
+        if options.enable_large_batch_splitting:
+            capacity = (options.max_enqueued_batches - len(queue.batches)) * limit + limit - queue.tail_size()
+            if size > capacity:
+                raise errors.unavailable(
+                    f"The batch scheduling queue to which this task was submitted is full; task size is "
+                    f"{size} but scheduling capacity is only {capacity} (num_enqueued_batches="
+                    f"{len(queue.batches)}, max_enqueued_batches={options.max_enqueued_batches}, "
+                    f"open_batch_size={queue.tail_size()}, max_execution_batch_size={limit})")
+            first = min(size, limit - queue.tail_size()) or min(size, limit)
+            bounds = [0, first, *range(first + limit, size, limit), size] if size > first else [0, size]
+        else:
+            if queue.tail_size() + size > limit and len(queue.batches) >= options.max_enqueued_batches:
+                raise errors.unavailable(
+                    "The batch scheduling queue to which this task was submitted is full; currently "
+                    f"{len(queue.batches)} batches enqueued and max_enqueued_batches is "
+                    f"{options.max_enqueued_batches}")
+            bounds = [0, size]
+        call = _Call(len(bounds) - 1)
+        for index, (start, end) in enumerate(zip(bounds, bounds[1:])):
+            piece = inputs if (start, end) == (0, size) else {name: value[start:end] for name, value in inputs.items()}
+            queue.add(_Task(piece, end - start, call, index), limit)
+        return call
 
     def _work(self) -> None:
         while True:
@@ -123,86 +308,105 @@ class BatchScheduler:
                         return
                     self._condition.wait(self._wait_time())
                     batch = self._next_batch()
-            queue, calls = batch
-            _run_batch(queue, calls, self.options.allowed_batch_sizes)
+            self._execute(*batch)
 
-    def _ready(self, queue: _Queue, now: float) -> bool:
-        if not queue.calls:
-            return False
-        waited = now - queue.calls[0].enqueued
-        return queue.rows >= self.options.max_batch_size or waited * 1e6 >= self.options.batch_timeout_micros
+    def _execute(self, queue: _Queue, tasks: list[_Task]) -> None:
+        """Run a batch taken by `_next_batch`, then give its run slot back."""
+        try:
+            self._run(queue, tasks)
+        finally:
+            with self._condition:
+                queue.running -= 1
+                self._free_slots += 1
+                if queue.empty() and not queue.closed:  # shapes come and go; queues with them
+                    self._queues = {key: value for key, value in self._queues.items() if value is not queue}
+                if self._draining:
+                    self._condition.notify_all()
+                elif self._next_due(time.monotonic()) is not None:
+                    self._condition.notify()  # a batch waited for this slot
 
-    def _next_batch(self):
-        now = time.monotonic()
-        ready = [queue for queue in self._queues.values() if self._ready(queue, now)]
-        if not ready:
+    def _schedulable_since(self, queue: _Queue, now: float) -> float | None:
+        """Return when `queue`'s first batch became due, or None if none is due yet."""
+        first = queue.batches[0]
+        if not first:
             return None
-        queue = min(ready, key=lambda candidate: candidate.calls[0].enqueued)
-        first = queue.calls.popleft()
-        calls, rows, kept = [first], first.size, deque()
-        while queue.calls:
-            call = queue.calls.popleft()
-            if call.key == first.key and rows + call.size <= self.options.max_batch_size:
-                calls.append(call)
-                rows += call.size
-            else:
-                kept.append(call)
-        queue.calls = kept
-        queue.rows -= rows
-        if not queue.calls:
-            self._queues = {key: value for key, value in self._queues.items() if value is not queue}
-        return queue, calls
+        started = first[0].enqueued
+        if queue.due(self.options.execution_batch_size):
+            return started
+        return started if (now - started) * 1e6 >= self.options.batch_timeout_micros else None
+
+    def _next_due(self, now: float, only: _Queue | None = None) -> _Queue | None:
+        """Return the queue whose oldest batch has been due the longest, if any."""
+        queues = [only] if only is not None else self._queues.values()
+        due = [(since, index, queue) for index, queue in enumerate(queues)
+               if (since := self._schedulable_since(queue, now)) is not None]
+        return min(due)[2] if due else None
+
+    def _next_batch(self, only: _Queue | None = None):
+        """Take the batch due the longest (of `only`, if given) and a run slot, if both exist."""
+        now = time.monotonic()
+        queue = self._next_due(now, only) if self._free_slots else None
+        if queue is None:
+            return None
+        tasks = queue.pop()
+        queue.running += 1
+        self._free_slots -= 1
+        if self.metrics is not None:
+            for task in tasks:
+                self.metrics.observe("batch_queuing_latency", (self.options.thread_pool_name,),
+                                     (now - task.enqueued) * 1e6)
+        return queue, tasks
 
     def _wait_time(self) -> float | None:
-        pending = [queue.calls[0].enqueued for queue in self._queues.values() if queue.calls]
+        if not self._free_slots:
+            return None  # woken when a slot frees
+        pending = [queue.batches[0][0].enqueued for queue in self._queues.values()
+                   if queue.batches[0] and queue.batches[0] is not queue.timed]
         if not pending:
             return None
-        oldest = min(pending)
-        return max(oldest + self.options.batch_timeout_micros / 1e6 - time.monotonic(), 0.0005)
+        return max(min(pending) + self.options.batch_timeout_micros / 1e6 - time.monotonic(), 0.0001)
+
+    def _run(self, queue: _Queue, tasks: list[_Task]) -> None:
+        """Run one merged batch and hand each task its slice of the outputs (or the error)."""
+        total = sum(task.size for task in tasks)
+        padded = next((size for size in self.options.allowed_batch_sizes if size >= total), total)
+        if self.metrics is not None:
+            self.metrics.observe("batch_padding_size", (str(padded),), padded - total)
+            self.metrics.observe("batch_processed_size", (), padded)
+        try:
+            merged = {}
+            for name in tasks[0].inputs:
+                parts = [task.inputs[name] for task in tasks]
+                if padded > total:
+                    parts.append(np.repeat(parts[0][:1], padded - total, axis=0))
+                merged[name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            outputs = queue.servable.call(queue.signature_name, merged)
+            if self.metrics is not None:
+                self.metrics.count("batch_wrapped_run_count", ())
+            for value in outputs.values():
+                if value.ndim == 0:
+                    raise errors.failed_precondition("Batched output tensor has 0 dimensions")
+                if value.shape[0] != padded:
+                    raise errors.failed_precondition(
+                        "Batched output tensor's 0th dimension does not equal the sum of the "
+                        "0th dimension sizes of the input tensors")
+        except Exception as failure:
+            error = errors.from_exception(failure)
+            for task in tasks:
+                task.call.finish_piece(task.index, error=error)
+            return
+        start = 0
+        for task in tasks:
+            task.call.finish_piece(task.index, {name: value[start:start + task.size] for name, value in outputs.items()})
+            start += task.size
 
 
 def _batch_size(inputs) -> int:
     sizes = set()
     for value in inputs.values():
         if value.ndim == 0:
-            raise errors.invalid_argument(
-                "Batching Run() input tensors must have at least one dimension"
-            )
+            raise errors.invalid_argument("Batching Run() input tensors must have at least one dimension")
         sizes.add(value.shape[0])
     if len(sizes) != 1:
-        raise errors.invalid_argument(
-            "Batching Run() input tensors must have equal 0th-dimension size"
-        )
+        raise errors.invalid_argument("Batching Run() input tensors must have equal 0th-dimension size")
     return sizes.pop()
-
-
-def _run_batch(queue: _Queue, calls: list[_Call], allowed_sizes: tuple[int, ...]) -> None:
-    """Run one merged batch and hand each call its slice of the outputs (or the error)."""
-    try:
-        total = sum(call.size for call in calls)
-        padded = next((size for size in allowed_sizes if size >= total), total)
-        merged = {}
-        for name in calls[0].inputs:
-            parts = [call.inputs[name] for call in calls]
-            if padded > total:
-                # Padding rows repeat the first row; their outputs are dropped below.
-                parts.append(np.repeat(parts[0][:1], padded - total, axis=0))
-            merged[name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        outputs = queue.servable.call(queue.signature_name, merged)
-        for value in outputs.values():
-            if value.ndim == 0:
-                raise errors.failed_precondition("Batched output tensor has 0 dimensions")
-            if value.shape[0] != padded:
-                raise errors.failed_precondition(
-                    "Batched output tensor's 0th dimension does not equal the sum of the "
-                    "0th dimension sizes of the input tensors"
-                )
-    except Exception as failure:
-        error = errors.from_exception(failure)
-        for call in calls:
-            call.future.set_exception(error)
-        return
-    start = 0
-    for call in calls:
-        call.future.set_result({name: value[start : start + call.size] for name, value in outputs.items()})
-        start += call.size

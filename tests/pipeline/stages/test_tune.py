@@ -188,7 +188,8 @@ def test_promotion_moves_champion_only_when_the_challenger_is_better(workdir, im
         client(workdir).set_registered_model_alias("tiny", "challenger", str(version))
         return version
 
-    promote_config = load_config(None, tiny_overrides(image_folder))
+    promote_config = load_config(None, tiny_overrides(image_folder, **{
+        "tune.gate_examples": 8, "tune.gate_p99_ms": 10_000}))  # a busy, shared test host
     weak = register(**{"model.learning_rate": 1e-6, "train.epochs": 1})
     first = promote.run(promote_config, log=lambda line: None)
     assert first.promoted and first.champion_after == weak  # the first challenger

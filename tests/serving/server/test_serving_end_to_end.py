@@ -227,7 +227,7 @@ def test_classify_regress_and_multi_inference_over_grpc(server):
      "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
     # Shapes are the kernels' business, as in TF Serving: their message, no Python traceback.
     ("POST", "/v1/models/demo:predict", '{"inputs": [[[[1]]]]}', 400,
-     "Computed output size would be negative: -1 [input_size: 1, effective_filter_size: 3, stride: 1]\n\t [[{{node "),
+     "Input to reshape is a tensor with 0 values, but the requested shape has 784\n\t [[{{node "),
     ("GET", "/v1/models", None, 400, "Missing model name in request."),
     ("GET", "/v1/foo", None, 400, "Malformed request: GET /v1/foo"),
     ("PUT", "/v1/models/demo", "", 400, "Malformed request: PUT /v1/models/demo"),
