@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 
+# `make test VAR=...` passes its command-line variables down to every make a test starts
+# (MAKEFLAGS); the Makefile would then refuse them as unread by that target. Tests start
+# make as a user would, from a clean command line.
+for _inherited in ("MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL"):
+    os.environ.pop(_inherited, None)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pathlib import Path  # noqa: E402

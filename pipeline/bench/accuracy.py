@@ -83,7 +83,7 @@ def pipeline_path(config: RunConfig, test: tuple[np.ndarray, np.ndarray],
     monitor = HeldOutAccuracy(*test, started)
     result = train.run(scratch_config, log=lambda line: print(line, flush=True),
                        callbacks=[monitor])
-    return {"epochs": monitor.epochs, "total_seconds": round(monitor.seconds_now(), 1),
+    return {"epochs": monitor.epochs, "total_seconds": round(monitor.seconds_now(), 2),
             "test_accuracy": round(result.metrics["test_accuracy"], 4),
             "what": "make train's path: tf.data, the stage's callbacks and schedule, "
                     "evaluation, export, registration"}
@@ -101,7 +101,7 @@ def bare_keras_path(config: RunConfig, data, test: tuple[np.ndarray, np.ndarray]
         model.fit(x_train, y_train, batch_size=config.data.batch_size,
                   epochs=config.train.epochs, validation_data=validation,
                   callbacks=[monitor], verbose=2)
-    return {"epochs": monitor.epochs, "total_seconds": round(monitor.seconds_now(), 1),
+    return {"epochs": monitor.epochs, "total_seconds": round(monitor.seconds_now(), 2),
             "test_accuracy": monitor.epochs[-1]["test_accuracy"],
             "what": "bare Keras: model.fit on NumPy arrays, constant learning rate"}
 
