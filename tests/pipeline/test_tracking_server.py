@@ -84,7 +84,7 @@ def test_train_tune_promote_and_fetch_over_http(tracking_server, workdir, image_
     mlflow = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = mlflow.get_experiment_by_name("tests")
     runs = mlflow.search_runs([experiment.experiment_id], max_results=100)
-    [trained] = [run for run in runs if run.info.run_name == "tiny"
+    [trained] = [run for run in runs if run.info.run_name == "tiny · cnn · train"
                  and "mlflow.parentRunId" not in run.data.tags]
     assert trained.info.status == "FINISHED"
     assert trained.data.params["data.batch_size"] == "16" and "test_accuracy" in trained.data.metrics
