@@ -3,6 +3,8 @@
 - `list_versions`: a model's version folders, the integer-named children of its base
   path, found as TF Serving finds them (the server's source, launch, export and bench);
 - `free_port`: a free TCP port on the loopback interface (bench, tests);
+- `stop_process`: SIGTERM to a server subprocess, SIGKILL if it outlives the grace time
+  (the promotion gate, tests);
 - `cpu_description`: the CPU model, cores and vector instruction sets every benchmark prints
   with its figures (serving's benchmarks and the pipeline's);
 - `read_lineage`: the MLflow run and registered version an export came from, which the
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
 # Beside TF Serving's warmup file: assets.extra/ travels with the version, unread by TF.
@@ -40,6 +44,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, grace_seconds: float = 30) -> int:
+    """Return the exit code of `process`, after SIGTERM (and SIGKILL past `grace_seconds`) if running."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def cpu_description() -> dict[str, object]:

@@ -12,7 +12,7 @@ Server flags after `--` go to whichever server starts; the files that
 beside the container's models.config for Docker.
 It prints which one it started and where, and stops it cleanly on Ctrl-C. While it runs,
 `<models dir>/.server.json` records its ports and config file, so `make promote` and `make
-rollback` can reload it live (serving/rollout.py). A config with version labels starts the
+rollback` can reload it live (serving/release/rollout.py). A config with version labels starts the
 server with --allow_version_labels_for_unavailable_models: at start-up no version is loaded
 yet, and TF Serving refuses labels on unloaded versions without it.
 """
@@ -29,9 +29,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving import server_record
 from serving.common import list_versions
-from serving.registry_config import has_labels
+from serving.release import server_record
+from serving.release.registry_config import has_labels
 from serving.server.core.errors import ServingError
 from serving.server.management import config as config_lib
 

@@ -29,7 +29,7 @@ ENTRY_POINTS = [
     ["pipeline"], ["pipeline", "train"], ["pipeline", "tune"], ["pipeline", "promote"],
     ["pipeline", "data"], ["pipeline", "config"], ["pipeline", "mlflow-links"],
     ["serving"], ["serving.client"], ["serving.client", "predict"], ["serving.client", "status"],
-    ["serving.launch"], ["serving.predict_demo"], ["serving.bench"], ["serving.bench_soak"],
+    ["serving.launch"], ["serving.predict_demo"], ["serving.bench.serve"], ["serving.bench.soak"],
 ]
 
 

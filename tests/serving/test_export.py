@@ -145,7 +145,7 @@ def test_text_models_export_with_a_string_input(tmp_path):
 def test_demo_model_is_float32_under_a_mixed_precision_policy(tmp_path):
     import keras
 
-    from serving.demo_model import export_demo_model, sample_pixels
+    from serving.bench.demo_model import export_demo_model, sample_pixels
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.registry_config import ServedModel, build_config, rollout_steps
+from serving.release.registry_config import ServedModel, build_config, rollout_steps
 from serving.server.management import config as config_lib
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from serving import launch
-from serving.bench_load import scrape
+from serving.bench.demo_model import sample_pixels
+from serving.bench.load_matrix import scrape
 from serving.client import GrpcClient
 from serving.common import free_port
-from serving.demo_model import sample_pixels
 from tests.serving.serving_fixtures import REPO
 
 BATCHING_PARAMS = REPO / "configs" / "serving" / "batching_parameters.txt"

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from serving import launch
+from serving.bench.demo_model import sample_pixels
 from serving.client import GrpcClient
 from serving.common import free_port
-from serving.demo_model import sample_pixels
 from serving.server.management import config as config_lib
 from tests.serving.serving_fixtures import REPO, copy_version
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from serving.client import GrpcClient, RestClient
 from serving.codec import to_ndarray
 from serving.common import read_lineage
-from serving.gate import warmup_requests
+from serving.release.gate import warmup_requests
 
 
 def test_trained_cnn_and_rnn_answer_the_same_in_process_over_rest_and_grpc(

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from serving import tune_batching
-from serving.load import LoadResult
-from serving.server.management.batching import BatchingOptions
+from serving.bench import tune_batching
+from serving.bench.load import LoadResult
+from serving.server.management.batching.options import BatchingOptions
 
 
 def result(clients, rps, p99, errors=0):
@@ -25,7 +25,7 @@ def test_grid_covers_every_swept_value_and_files_parse_with_the_real_proto(tmp_p
     for candidate in candidates:
         path = tmp_path / f"{candidate.name}.txt"
         path.write_text(candidate.to_text())
-        options = tune_batching.check_parameters_file(path)
+        options = BatchingOptions.from_file(path)
         assert (options.max_batch_size, options.batch_timeout_micros, options.num_batch_threads,
                 options.max_enqueued_batches, options.allowed_batch_sizes) == (
             candidate.max_batch_size, 500, candidate.num_batch_threads, 4, candidate.allowed_batch_sizes)
@@ -58,7 +58,7 @@ def test_small_sweep_logs_mlflow_runs_and_writes_the_chosen_parameters(tmp_path)
     summary = json.loads((tmp_path / "out" / "batching_sweep.json").read_text())
     assert summary["chosen"] == "b8-t1000us-th1-q100"
     assert [row["name"] for row in summary["rows"]] == ["batching-off", "b8-t1000us-th1-q100"]
-    options = tune_batching.check_parameters_file(tmp_path / "out" / "batching_parameters.txt")
+    options = BatchingOptions.from_file(tmp_path / "out" / "batching_parameters.txt")
     assert options == BatchingOptions(max_batch_size=8, batch_timeout_micros=1000, num_batch_threads=1,
                                       max_enqueued_batches=100, thread_pool_name="batch_threads")
     assert (tmp_path / "out" / "batching_sweep.png").read_bytes()[:4] == b"\x89PNG"

@@ -11,10 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from serving.bench.demo_model import sample_pixels
 from serving.client import ClientError, GrpcClient, RestClient
-from serving.demo_model import sample_pixels
 from serving.server.core.errors import ServingError
-from serving.server.management.batching import BatchingOptions, BatchScheduler
+from serving.server.management.batching.options import BatchingOptions
+from serving.server.management.batching.scheduler import BatchScheduler
 from serving.server.management.loader import load_servable
 from serving.server.metrics import Metrics
 from tests.serving.serving_fixtures import copy_version

@@ -10,11 +10,12 @@ import time
 import numpy as np
 import pytest
 
+from serving.bench.demo_model import sample_pixels
 from serving.common import free_port
-from serving.demo_model import sample_pixels
 from serving.server import protos
 from serving.server.core.errors import ServingError
-from serving.server.management.batching import BatchingOptions, BatchScheduler
+from serving.server.management.batching.options import BatchingOptions
+from serving.server.management.batching.scheduler import BatchScheduler
 from serving.server.management.loader import load_servable
 from serving.server.options import ServerOptions, check, parse_flags
 from tests.serving.serving_fixtures import REPO, ServerProcess

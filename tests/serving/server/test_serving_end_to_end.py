@@ -18,8 +18,8 @@ import numpy as np
 import orjson
 import pytest
 
+from serving.bench.demo_model import sample_pixels
 from serving.client import ClientError, GrpcClient, RestClient
-from serving.demo_model import sample_pixels
 from tests.serving.serving_fixtures import copy_version, pixel_request, write_warmup
 
 

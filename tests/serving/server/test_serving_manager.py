@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import model_pb2
 
-from serving.demo_model import sample_pixels
+from serving.bench.demo_model import sample_pixels
 from serving.server.core.errors import ServingError
 from serving.server.management import config as config_lib
 from serving.server.management.manager import ManagerOptions, ModelManager
@@ -216,7 +216,7 @@ def test_an_unloaded_version_is_freed_although_loads_freeze_the_heap(model_store
     import gc
     import weakref
 
-    from serving.server.main import ModelServer
+    from serving.server.model_server import ModelServer
     from serving.server.options import ServerOptions
 
     base = tmp_path / "hpt"

@@ -12,8 +12,8 @@ import grpc
 import pytest
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
+from serving.bench.demo_model import sample_pixels
 from serving.client import ClientError, GrpcClient
-from serving.demo_model import sample_pixels
 from serving.server.management import config as config_lib
 from tests.serving.serving_fixtures import copy_version
 

@@ -1,4 +1,4 @@
-"""`python -m serving.bench_soak` (make bench-soak): hot reloads under load, failures and memory.
+"""`python -m serving.bench.soak` (make bench-soak): hot reloads under load, failures and memory.
 
 Starts the compatible server on the demo CNN, keeps --clients threads sending gRPC and REST
 predictions to the latest version, and --reloads times drops a new version folder in
@@ -11,7 +11,6 @@ unloaded. Reports the requests that failed (must be 0) and the server's resident
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import serving.client
+from serving.bench.report import write_report
 from serving.common import cpu_description, free_port
 
 
@@ -46,7 +46,7 @@ class _Load:
             thread.start()
 
     def _run(self, index: int, grpc_port: int, rest_port: int) -> None:
-        from serving.demo_model import sample_pixels
+        from serving.bench.demo_model import sample_pixels
 
         client = (serving.client.GrpcClient(port=grpc_port) if index % 2 == 0
                   else serving.client.RestClient(port=rest_port))
@@ -104,7 +104,7 @@ def _wait_serving(status, version: int, timeout: float = 120.0) -> None:
 
 
 def run(args) -> dict:
-    from serving.demo_model import export_demo_model  # imports TensorFlow: not for --help
+    from serving.bench.demo_model import export_demo_model  # imports TensorFlow: not for --help
 
     work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     try:
@@ -166,11 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = cpu_description()
     print(f"host: {machine['cpu_model']}, {machine['cores']} cores, {machine['instruction_sets']}")
     results = run(args)
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "soak.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output / "soak.md").write_text(markdown(results))
-    print(markdown(results))
+    write_report(args.output_dir, "soak", results, markdown(results))
     plateau = results["last_ten_spread_mib"] <= args.plateau_mib
     return 0 if results["requests_failed"] == 0 and plateau else 1
 

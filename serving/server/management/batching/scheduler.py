@@ -19,174 +19,15 @@ reload loses no queued call.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from serving.server.core import errors
 from serving.server.core.servable import Servable
-
-DEFAULT_THREAD_POOL_NAME = "model_server_batch_threads"  # server.cc, when no file is given
-
-
-@dataclass(frozen=True)
-class BatchingOptions:
-    """BatchingParameters with TF Serving's defaults for fields a file leaves unset."""
-
-    max_batch_size: int = 1000
-    batch_timeout_micros: int = 0
-    max_enqueued_batches: int = 10
-    num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    allowed_batch_sizes: tuple[int, ...] = ()
-    enable_large_batch_splitting: bool = False
-    max_execution_batch_size: int = 0  # 0: max_batch_size
-    thread_pool_name: str = DEFAULT_THREAD_POOL_NAME
-
-    @property
-    def execution_batch_size(self) -> int:
-        """Return the most rows one batch runs (max_execution_batch_size only when splitting)."""
-        if self.enable_large_batch_splitting and self.max_execution_batch_size > 0:
-            return self.max_execution_batch_size
-        return self.max_batch_size
-
-    @classmethod
-    def from_proto(cls, params) -> BatchingOptions:
-        """Return options from a BatchingParameters message, validated as TF Serving does."""
-        defaults = cls()
-
-        def value(name, default):
-            return getattr(params, name).value if params.HasField(name) else default
-
-        options = cls(
-            max_batch_size=value("max_batch_size", defaults.max_batch_size),
-            batch_timeout_micros=value("batch_timeout_micros", 0),
-            max_enqueued_batches=value("max_enqueued_batches", defaults.max_enqueued_batches),
-            num_batch_threads=value("num_batch_threads", defaults.num_batch_threads),
-            allowed_batch_sizes=tuple(params.allowed_batch_sizes),
-            enable_large_batch_splitting=value("enable_large_batch_splitting", False),
-            max_execution_batch_size=value("max_execution_batch_size", 0),
-            thread_pool_name=value("thread_pool_name", "batch_threads"),
-        )
-        sizes = options.allowed_batch_sizes
-        if sizes and sizes[-1] != options.max_batch_size:
-            raise errors.invalid_argument(
-                "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
-                f"{sizes[-1]}; expected {options.max_batch_size}"
-            )
-        if list(sizes) != sorted(set(sizes)):
-            raise errors.invalid_argument("allowed_batch_sizes entries must be monotonically increasing")
-        for name in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
-            if getattr(options, name) < 1:
-                raise errors.invalid_argument(f"{name} must be positive; was {getattr(options, name)}")
-        return options
-
-
-class _Call:
-    """One caller's request; with splitting, its pieces may run in different batches.
-
-    The caller waits on a bare lock that the last piece releases: the cheapest wake-up
-    CPython has (a concurrent.futures.Future costs several lock operations more per call,
-    which showed at hundreds of calls a second on two cores).
-    """
-
-    __slots__ = ("_done", "_waited", "_outcome", "_error", "pieces", "parts", "lock")
-
-    def __init__(self, pieces: int):
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._waited = False
-        self._outcome: dict[str, np.ndarray] | None = None
-        self._error: BaseException | None = None
-        self.pieces = pieces
-        self.parts: dict[int, dict[str, np.ndarray]] = {}
-        self.lock = threading.Lock()
-
-    def wait(self, seconds: float) -> bool:
-        """Return whether the call finished within `seconds`."""
-        self._waited = self._done.acquire(timeout=seconds)
-        return self._waited
-
-    def result(self) -> dict[str, np.ndarray]:
-        """Block until every piece has run; return the joined outputs or raise the error."""
-        if not self._waited:
-            self._done.acquire()
-        if self._error is not None:
-            raise self._error
-        return self._outcome
-
-    def _resolve(self, outputs=None, error=None) -> None:
-        self._outcome, self._error = outputs, error
-        self._done.release()
-
-    def finish_piece(self, index: int, outputs=None, error=None) -> None:
-        """Record one piece's outputs (or error); the last piece (or the first error) resolves."""
-        if self.pieces == 1:
-            self._resolve(outputs, error)
-            return
-        with self.lock:  # pieces finish on different batch threads
-            if self.parts is None:
-                return
-            if error is not None:
-                self.parts = None
-                self._resolve(error=error)
-                return
-            self.parts[index] = outputs
-            if len(self.parts) == self.pieces:
-                ordered = [self.parts[key] for key in range(self.pieces)]
-                self.parts = None
-                self._resolve({name: np.concatenate([part[name] for part in ordered]) for name in ordered[0]})
-
-
-class _Task:
-    __slots__ = ("inputs", "size", "call", "index", "enqueued")
-
-    def __init__(self, inputs, size, call, index):
-        self.inputs, self.size, self.call, self.index = inputs, size, call, index
-        self.enqueued = time.monotonic()
-
-
-class _Queue:
-    """Batches of one (servable, signature, shapes) key; the last batch is open."""
-
-    def __init__(self, servable: Servable, signature_name: str):
-        self.servable, self.signature_name = servable, signature_name
-        self.batches: deque[list[_Task]] = deque([[]])
-        self.tail_rows = 0  # rows in the open (last) batch
-        self.running = 0
-        self.closed = False  # its servable is retiring: run what is queued without waiting
-        self.timed: list[_Task] | None = None  # oldest batch, whose first caller times it
-
-    def tail_size(self) -> int:
-        return self.tail_rows
-
-    def add(self, task: _Task, limit: int) -> None:
-        """Append `task` to the open batch, first opening a new one if it would not fit."""
-        if self.batches[-1] and self.tail_rows + task.size > limit:
-            self.batches.append([])
-            self.tail_rows = 0
-        self.batches[-1].append(task)
-        self.tail_rows += task.size
-
-    def pop(self) -> list[_Task]:
-        """Remove and return the oldest batch (closing it if it was the open one)."""
-        tasks = self.batches.popleft()
-        if tasks is self.timed:
-            self.timed = None
-        if not self.batches:
-            self.batches.append([])
-            self.tail_rows = 0
-        return tasks
-
-    def due(self, limit: int) -> bool:
-        """Return whether the oldest batch may run without waiting for its timeout."""
-        return self.closed or len(self.batches) > 1 or self.tail_rows >= limit
-
-    def empty(self) -> bool:
-        return self.running == 0 and len(self.batches) == 1 and not self.batches[0]
+from serving.server.management.batching.options import BatchingOptions
+from serving.server.management.batching.queues import BatchQueue, Call, Task
 
 
 class BatchScheduler:
@@ -203,7 +44,7 @@ class BatchScheduler:
         self.options = options
         self.metrics = metrics
         self._condition = threading.Condition()
-        self._queues: dict[tuple, _Queue] = {}
+        self._queues: dict[tuple, BatchQueue] = {}
         self._stopped = False
         self._draining = 0  # detach() calls waiting for queues to empty
         self._free_slots = max(options.num_batch_threads, 1)  # batches that may start now
@@ -253,7 +94,7 @@ class BatchScheduler:
         with self._condition:
             queue = self._queues.get((id(servable), signature_name, shapes))
             if queue is None:
-                queue = self._queues[(id(servable), signature_name, shapes)] = _Queue(servable, signature_name)
+                queue = self._queues[(id(servable), signature_name, shapes)] = BatchQueue(servable, signature_name)
             idle = not queue.batches[0]  # this call opens the oldest batch: it times it
             call = self._enqueue(queue, inputs, size)
             timeout = self.options.batch_timeout_micros / 1e6
@@ -273,7 +114,7 @@ class BatchScheduler:
                 self._execute(*batch)
         return call.result()
 
-    def _enqueue(self, queue: _Queue, inputs, size: int) -> _Call:
+    def _enqueue(self, queue: BatchQueue, inputs, size: int) -> Call:
         """Add a call's task(s) to `queue`'s batches (under the lock), or raise UNAVAILABLE."""
         options, limit = self.options, self.options.execution_batch_size
         if options.enable_large_batch_splitting:
@@ -293,10 +134,10 @@ class BatchScheduler:
                     f"{len(queue.batches)} batches enqueued and max_enqueued_batches is "
                     f"{options.max_enqueued_batches}")
             bounds = [0, size]
-        call = _Call(len(bounds) - 1)
+        call = Call(len(bounds) - 1)
         for index, (start, end) in enumerate(zip(bounds, bounds[1:])):
             piece = inputs if (start, end) == (0, size) else {name: value[start:end] for name, value in inputs.items()}
-            queue.add(_Task(piece, end - start, call, index), limit)
+            queue.add(Task(piece, end - start, call, index), limit)
         return call
 
     def _work(self) -> None:
@@ -310,7 +151,7 @@ class BatchScheduler:
                     batch = self._next_batch()
             self._execute(*batch)
 
-    def _execute(self, queue: _Queue, tasks: list[_Task]) -> None:
+    def _execute(self, queue: BatchQueue, tasks: list[Task]) -> None:
         """Run a batch taken by `_next_batch`, then give its run slot back."""
         try:
             self._run(queue, tasks)
@@ -325,7 +166,7 @@ class BatchScheduler:
                 elif self._next_due(time.monotonic()) is not None:
                     self._condition.notify()  # a batch waited for this slot
 
-    def _schedulable_since(self, queue: _Queue, now: float) -> float | None:
+    def _schedulable_since(self, queue: BatchQueue, now: float) -> float | None:
         """Return when `queue`'s first batch became due, or None if none is due yet."""
         first = queue.batches[0]
         if not first:
@@ -335,14 +176,14 @@ class BatchScheduler:
             return started
         return started if (now - started) * 1e6 >= self.options.batch_timeout_micros else None
 
-    def _next_due(self, now: float, only: _Queue | None = None) -> _Queue | None:
+    def _next_due(self, now: float, only: BatchQueue | None = None) -> BatchQueue | None:
         """Return the queue whose oldest batch has been due the longest, if any."""
         queues = [only] if only is not None else self._queues.values()
         due = [(since, index, queue) for index, queue in enumerate(queues)
                if (since := self._schedulable_since(queue, now)) is not None]
         return min(due)[2] if due else None
 
-    def _next_batch(self, only: _Queue | None = None):
+    def _next_batch(self, only: BatchQueue | None = None):
         """Take the batch due the longest (of `only`, if given) and a run slot, if both exist."""
         now = time.monotonic()
         queue = self._next_due(now, only) if self._free_slots else None
@@ -366,7 +207,7 @@ class BatchScheduler:
             return None
         return max(min(pending) + self.options.batch_timeout_micros / 1e6 - time.monotonic(), 0.0001)
 
-    def _run(self, queue: _Queue, tasks: list[_Task]) -> None:
+    def _run(self, queue: BatchQueue, tasks: list[Task]) -> None:
         """Run one merged batch and hand each task its slice of the outputs (or the error)."""
         total = sum(task.size for task in tasks)
         padded = next((size for size in self.options.allowed_batch_sizes if size >= total), total)

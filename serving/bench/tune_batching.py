@@ -1,4 +1,4 @@
-"""`python -m serving.tune_batching` (make tune-batching SLO_MS=20): batching parameters for an SLO.
+"""`python -m serving.bench.tune_batching` (make tune-batching SLO_MS=20): batching parameters for an SLO.
 
 For each configuration of a grid over max_batch_size, batch_timeout_micros,
 num_batch_threads, max_enqueued_batches and allowed_batch_sizes (plus batching off, for
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import shutil
 import sys
 from dataclasses import dataclass
@@ -24,11 +23,11 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from serving.bench import BenchServer, model_inputs, target_model
+from serving.bench.load import LoadGenerator, LoadResult
+from serving.bench.report import write_report
+from serving.bench.servers import BenchServer, model_inputs, target_model
 from serving.common import cpu_description
-from serving.load import LoadGenerator, LoadResult
-from serving.server import protos
-from serving.server.management.batching import BatchingOptions
+from serving.server.management.batching.options import BatchingOptions
 from serving.server.proto import session_bundle_config_pb2
 
 EXPERIMENT = "serving-batching"
@@ -87,11 +86,6 @@ def score(results: list[LoadResult], slo_ms: float) -> LoadResult | None:
     """Return the highest-throughput measurement meeting the SLO with no errors, if any."""
     meeting = [result for result in results if result.errors == 0 and result.p99_ms <= slo_ms]
     return max(meeting, key=lambda result: result.throughput_rps, default=None)
-
-
-def check_parameters_file(path: Path) -> BatchingOptions:
-    """Return the options in `path` parsed with the BatchingParameters proto and validated."""
-    return BatchingOptions.from_proto(protos.parse_text_file(str(path), "BatchingParameters"))
 
 
 def _measure(candidate: Candidate | None, name: str, version_dir: Path, load: LoadGenerator, args,
@@ -192,7 +186,7 @@ def run(args) -> dict:
             if best is not None:
                 staged = scratch / "batching_parameters.txt"
                 staged.write_text(best["candidate"].to_text())
-                check_parameters_file(staged)  # only a file the proto parses is kept
+                BatchingOptions.from_file(staged)  # only a file the proto parses is kept
                 parameters_file = output / "batching_parameters.txt"
                 shutil.copyfile(staged, parameters_file)
                 parent.log_artifact(parameters_file)
@@ -206,9 +200,7 @@ def run(args) -> dict:
     summary = {"chosen": chosen, "parameters_file": str(parameters_file) if parameters_file else None,
                "slo_ms": args.slo_ms, "host": host, "run_id": parent.run_id,
                "rows": [{key: value for key, value in row.items() if key != "candidate"} for row in rows]}
-    (output / "batching_sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (output / "batching_sweep.md").write_text(markdown)
-    print(markdown)
+    write_report(output, "batching_sweep", summary, markdown)
     return summary
 
 
@@ -230,7 +222,7 @@ def _allowed(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(prog="python -m serving.tune_batching", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m serving.bench.tune_batching", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slo-ms", type=float, default=20.0, help="p99 latency bound (ms).")
     parser.add_argument("--models-dir", default="saved_models")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from serving.load import LoadGenerator
+from serving.bench.load import LoadGenerator
 
 CONCURRENCY = (1, 8, 32, 64)
 PROTOCOLS = ("grpc", "rest")

@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
 )
 
-from serving.registry_config import rollout_steps, specific_versions
+from serving.release.registry_config import rollout_steps, specific_versions
 from serving.server.management import config as config_lib
 
 State = get_model_status_pb2.ModelVersionStatus.State

@@ -12,7 +12,6 @@ protocol, must stay within `p99_budget_ms`. Any failure raises GateError naming 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,12 +26,12 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from serving.client import ClientError, GrpcClient, RestClient
 from serving.codec import to_ndarray
-from serving.common import free_port
-from serving.registry_config import ServedModel, build_config
+from serving.common import free_port, stop_process
+from serving.release.registry_config import ServedModel, build_config
 from serving.server.management import config as config_lib
 from serving.warmup_requests import WARMUP_FILE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class GateError(RuntimeError):
@@ -90,13 +89,7 @@ class _Server:
         raise GateError(f"the server did not start within {timeout:.0f} s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def _compare(served: dict[str, np.ndarray], expected: dict[str, np.ndarray], tolerance: float,

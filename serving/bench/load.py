@@ -227,7 +227,7 @@ def echo_server(port: int, threads: int = 8):
     return server
 
 
-if __name__ == "__main__":  # python -m serving.load PORT: run an echo server until killed
+if __name__ == "__main__":  # python -m serving.bench.load PORT: run an echo server until killed
     echo = echo_server(int(sys.argv[1]))
     print("echo server ready", flush=True)
     echo.wait_for_termination()

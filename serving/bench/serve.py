@@ -1,4 +1,4 @@
-"""`python -m serving.bench` (make bench-serve): the server next to the in-process model, under load.
+"""`python -m serving.bench.serve` (make bench-serve): the server next to the in-process model, under load.
 
 On the same seeded uint8 inputs, in one run, against servers started on free loopback
 ports (the compatible server, or tensorflow_model_server with --binary):
@@ -7,7 +7,7 @@ ports (the compatible server, or tensorflow_model_server with --binary):
     interleaved rounds (one call of each path per round, the order rotating), so a shared
     host's drift falls on every path alike; gRPC's batch-1 p50 minus the floor's against
     the 0.5 ms target;
-  - under load (serving/bench_load.py): the in-process ceiling at batch 1 and at the
+  - under load (serving/bench/load_matrix.py): the in-process ceiling at batch 1 and at the
     batcher's max_batch_size, then gRPC and REST with batching off and on at 1, 8, 32 and
     64 closed-loop clients (client processes, not threads of this one), in interleaved
     rounds: throughput, p50, p99, share of the ceiling, and where the time goes.
@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,24 +32,23 @@ from pathlib import Path
 import numpy as np
 
 import serving.client
-from serving import bench_load
-from serving.common import cpu_description, free_port, list_versions
-from serving.load import ECHO_METHOD, LoadGenerator, request_payload
+from serving.bench import load_matrix
+from serving.bench.load import ECHO_METHOD, LoadGenerator, request_payload
+from serving.bench.report import write_report
+from serving.bench.servers import (
+    MONITORING_PATH,
+    BenchServer,
+    EchoServer,
+    model_inputs,
+    monitoring_file,
+    target_model,
+)
+from serving.common import cpu_description
 
 BATCHES = (1, 32)
 PATHS = ("in-process", "gRPC", "REST", "gRPC echo")
 TARGET_GAP_MS = 0.5  # gRPC batch-1 p50 at most this far above the in-process call's
-DEFAULT_BATCHING = Path(__file__).resolve().parents[1] / "configs" / "serving" / "batching_parameters.txt"
-MONITORING_PATH = "/monitoring/prometheus/metrics"
-
-
-def find_model(models_dir: Path) -> tuple[str, Path] | None:
-    """Return (name, latest version folder) of the first model under `models_dir`, if any."""
-    for base in sorted(models_dir.iterdir()) if models_dir.is_dir() else []:
-        versions = list_versions(base) if base.is_dir() else {}
-        if versions and not base.name.startswith("."):
-            return base.name, Path(versions[max(versions)])
-    return None
+DEFAULT_BATCHING = Path(__file__).resolve().parents[2] / "configs" / "serving" / "batching_parameters.txt"
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -93,81 +89,6 @@ def interleaved_latency(calls: dict[str, Callable], count: int, warmup: int = 20
     return samples
 
 
-class BenchServer:
-    """A server subprocess on free loopback ports: the compatible one, or `binary` if given.
-
-    `binary` is tensorflow_model_server's path (it takes the same flags).
-    """
-
-    def __init__(self, name: str, base_path: Path, extra_flags: list[str], binary: str | None = None):
-        self.grpc_port, self.rest_port = free_port(), free_port()
-        server = [binary] if binary else [sys.executable, "-m", "serving"]
-        command = [*server, f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
-                   f"--model_name={name}", f"--model_base_path={base_path.resolve()}", *extra_flags]
-        # The server runs the kernels this process runs, so the floor is comparable.
-        from serving.server.core.servable import onednn_enabled  # imports TensorFlow
-
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_ENABLE_ONEDNN_OPTS": "1" if onednn_enabled() else "0"}
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.lines: list[str] = []
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if "Exporting HTTP/REST API" in line:
-                # Keep reading (and dropping) its output, so a full pipe never blocks it.
-                threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True).start()
-                return
-        raise SystemExit("the server did not start; run it by hand to see why: " + " ".join(command)
-                         + "\n" + "".join(self.lines[-10:]))
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=60)
-
-
-def target_model(args) -> tuple[str, Path, Path | None]:
-    """Return (name, version folder, temporary folder to delete or None)."""
-    found = None if args.demo else find_model(Path(args.models_dir))
-    if found is not None:
-        return (*found, None)
-    from serving.demo_model import export_demo_model
-
-    temporary = Path(tempfile.mkdtemp(prefix="bench-demo-"))
-    print("no model under saved_models/ (or --demo): benchmarking the demo CNN (serving/demo_model.py)")
-    return "demo", export_demo_model(temporary / "demo", 1), temporary
-
-
-def model_inputs(version_dir: Path, signature_name: str, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Return seeded inputs of `batch` rows for the signature's first input (unknown dims: 1)."""
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(version_dir)).signatures[signature_name]
-    input_name, spec = next(iter(signature.structured_input_signature[1].items()))
-    shape = [dim if dim is not None else 1 for dim in spec.shape.as_list()[1:]]
-    rng = np.random.default_rng(seed)
-    return {input_name: rng.integers(0, 256, size=(batch, *shape)).astype(spec.dtype.as_numpy_dtype)}
-
-
-def _monitoring_file(scratch: Path) -> Path:
-    path = scratch / "monitoring.config"
-    path.write_text(f'prometheus_config {{ enable: true, path: "{MONITORING_PATH}" }}')
-    return path
-
-
-class _EchoServer:
-    """`python -m serving.load PORT` as a subprocess: the transport alone, no model."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.process = subprocess.Popen([sys.executable, "-m", "serving.load", str(self.port)],
-                                        stdout=subprocess.PIPE, text=True)
-        if "ready" not in self.process.stdout.readline():
-            raise SystemExit("the gRPC echo server did not start")
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
 
 def _latency(paths: dict[str, Callable], results: dict, args) -> None:
     """Fill results' one-client latency rows and the gRPC-vs-in-process target."""
@@ -187,21 +108,15 @@ def _latency(paths: dict[str, Callable], results: dict, args) -> None:
                              latency["gRPC batch 1"]["p50_ms"] - latency["in-process back to back batch 1"]["p50_ms"], 3)}
 
 
-def _batching_options(path: Path):
-    from serving.server import protos
-    from serving.server.management.batching import BatchingOptions
-
-    return BatchingOptions.from_proto(protos.parse_text_file(str(path), "BatchingParameters"))
-
-
 def run(args) -> dict:
     """Return the benchmark results (also written as JSON and markdown)."""
     import tensorflow as tf
 
     from serving.server.core.servable import onednn_enabled
+    from serving.server.management.batching.options import BatchingOptions
 
     name, version_dir, temporary = target_model(args)
-    batching = _batching_options(Path(args.batching_params))
+    batching = BatchingOptions.from_file(args.batching_params)
     signature = tf.saved_model.load(str(version_dir)).signatures[args.signature]
     inputs = {batch: model_inputs(version_dir, args.signature, batch) for batch in {*BATCHES, batching.max_batch_size}}
     input_name = next(iter(inputs[1]))
@@ -238,32 +153,32 @@ def run(args) -> dict:
                "kernels": "oneDNN" if onednn_enabled() else "TensorFlow's own (TF_ENABLE_ONEDNN_OPTS=0)",
                "concurrency": list(args.concurrency), "latency": {}}
     scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    monitoring = f"--monitoring_config_file={_monitoring_file(scratch)}"
+    monitoring = f"--monitoring_config_file={monitoring_file(scratch)}"
     servers, echo_server = {}, None
     try:
         servers["off"] = BenchServer(name, version_dir.parent, [monitoring, *args.server_flags], args.binary)
         servers["on"] = BenchServer(name, version_dir.parent, [monitoring, "--enable_batching",
                                     f"--batching_parameters_file={Path(args.batching_params).resolve()}",
                                     *args.server_flags], args.binary)
-        echo_server = _EchoServer()
+        echo_server = EchoServer()
         _latency({"in-process": in_process, "gRPC": over(serving.client.GrpcClient, servers["off"].grpc_port),
                   "REST": over(serving.client.RestClient, servers["off"].rest_port), "gRPC echo": echo(echo_server.port)},
                  results, args)
-        results["ceiling"] = {"single": bench_load.in_process_rate(in_process(1), 1, args.seconds),
-                              "batched": bench_load.in_process_rate(in_process(batching.max_batch_size),
+        results["ceiling"] = {"single": load_matrix.in_process_rate(in_process(1), 1, args.seconds),
+                              "batched": load_matrix.in_process_rate(in_process(batching.max_batch_size),
                                                                     batching.max_batch_size, args.seconds)}
         load_args = argparse.Namespace(concurrency=args.concurrency, rounds=args.rounds, seconds=args.seconds,
                                        monitoring_path=MONITORING_PATH)
         with LoadGenerator(name, inputs[1], args.signature, args.client_processes) as load:
-            results["echo"] = bench_load.echo_rows(load, echo_server, load_args)
-            results["load"] = bench_load.load_matrix(load, servers, load_args)
+            results["echo"] = load_matrix.echo_rows(load, echo_server, load_args)
+            results["load"] = load_matrix.load_matrix(load, servers, load_args)
 
         def model_cpu_ms_per_image(batch: float) -> float:
             size = max(int(round(batch)), 1)
             inputs.setdefault(size, model_inputs(version_dir, args.signature, size))
-            return bench_load.in_process_rate(in_process(size), size, min(args.seconds, 1.0))["cpu_ms_per_image"]
+            return load_matrix.in_process_rate(in_process(size), size, min(args.seconds, 1.0))["cpu_ms_per_image"]
 
-        results["analysis"] = bench_load.analyse(results, batching.batch_timeout_micros, model_cpu_ms_per_image)
+        results["analysis"] = load_matrix.analyse(results, batching.batch_timeout_micros, model_cpu_ms_per_image)
     finally:
         for server in [*servers.values(), echo_server]:
             if server is not None:
@@ -295,7 +210,7 @@ def markdown(results: dict) -> str:
     warm = [results["latency"][f"in-process back to back batch {batch}"]["p50_ms"] for batch in BATCHES]
     lines += ["", f"In-process back to back (warm threads and caches): b1 p50 {warm[0]} ms, b32 p50 {warm[1]} ms; "
               f"gRPC's b1 p50 is {results['target']['grpc_b1_p50_above_back_to_back_ms']} ms above that.", ""]
-    return "\n".join(lines) + "\n" + bench_load.markdown(results)
+    return "\n".join(lines) + "\n" + load_matrix.markdown(results)
 
 
 def _concurrency(text: str) -> list[int]:
@@ -306,7 +221,7 @@ def _concurrency(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m serving.bench.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models-dir", default="saved_models")
     parser.add_argument("--demo", action="store_true", help="Benchmark the demo CNN even if saved_models/ has models.")
@@ -315,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Timed one-client rounds at batch 1 (a tenth, at least 30, at batch 32).")
     parser.add_argument("--seconds", type=float, default=3.0, help="Duration of each load measurement.")
     parser.add_argument("--rounds", type=int, default=2, help="Interleaved rounds of the load matrix.")
-    parser.add_argument("--concurrency", type=_concurrency, default=list(bench_load.CONCURRENCY))
+    parser.add_argument("--concurrency", type=_concurrency, default=list(load_matrix.CONCURRENCY))
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--batching-params", default=str(DEFAULT_BATCHING),
                         help="BatchingParameters text file for the batching-on server.")
@@ -326,12 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.batching_params).is_file():
         parser.error(f"--batching-params: no such file: {args.batching_params!r}")
     results = run(args)
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
-    (output / "serving.md").write_text(markdown(results))
-    print(markdown(results))
-    print(f"wrote {output / 'serving.json'} and {output / 'serving.md'}")
+    write_report(args.output_dir, "serving", results, markdown(results))
     return 0
 
 
