@@ -25,8 +25,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from pipeline.config import ConfigError, load_config
 from pipeline.stages import promote, registry, train, tune
-from serving.release import server_record
 from serving.common import free_port, read_lineage
+from serving.release import server_record
 from serving.warmup_requests import WARMUP_FILE
 from tests.conftest import tiny_overrides
 from tests.pipeline.stages.test_tune import SPACE
