@@ -249,14 +249,14 @@ bench-tune: data ## Resident memory across 20 small trials of one sweep (no grow
 	$(PY) -m pipeline.bench.tune --config $(CONFIG) $(OVERRIDES)
 
 bench-serve: venv ## gRPC/REST latency next to the in-process call; batching off/on at 1-64 clients vs the in-process ceiling (~5 min)
-	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench --output-dir bench/results
+	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench.serve --output-dir bench/results
 
 tune-batching: venv ## Sweep batching parameters with real clients; keep the fastest with p99 <= SLO_MS (batching_parameters.txt, MLflow)
-	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.tune_batching --slo-ms $(SLO_MS) \
+	TF_ENABLE_ONEDNN_OPTS=$${TF_ENABLE_ONEDNN_OPTS:-0} $(PY) -m serving.bench.tune_batching --slo-ms $(SLO_MS) \
 	  --output-dir bench/results $(TUNE_BATCHING_FLAGS)
 
 bench-soak: venv ## RELOADS hot reloads (default 50) under load: failed requests (must be 0), resident memory per reload (must plateau)
-	$(PY) -m serving.bench_soak --reloads $(RELOADS) --output-dir bench/results
+	$(PY) -m serving.bench.soak --reloads $(RELOADS) --output-dir bench/results
 
 # mlflow-server, fetch-models, deploy-check, compose-up
 #> MLFLOW_DATA  mlflow-server: the folder of its PostgreSQL cluster (and of the artifacts by default)

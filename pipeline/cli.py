@@ -58,7 +58,7 @@ def _reported_failures(interrupted: str | None = None) -> Iterator[None]:
     from pipeline.sources import DataError, MissingPackages
     from pipeline.stages.promote import PromotionError
     from serving.export import ExportError
-    from serving.rollout import RolloutError
+    from serving.release.rollout import RolloutError
 
     try:
         yield

@@ -5,7 +5,7 @@ same test split; the challenger takes the `champion` alias when its test accurac
 champion's by more than `tune.promotion_margin`. The first challenger becomes champion. The
 decision is printed, logged as an MLflow run, and tagged on the model versions.
 
-Before any of that, the challenger passes a gate (serving/gate.py): served alone by a real
+Before any of that, the challenger passes a gate (serving/release/gate.py): served alone by a real
 server process, it must answer test inputs and its warmup requests over gRPC and REST as
 the in-process SavedModel does, within a latency budget. A failed gate moves nothing.
 The alias moves through `registry.move_aliases`: a running `make serve` server follows
@@ -25,8 +25,8 @@ from pipeline.config import ConfigError, RunConfig
 from pipeline.stages import registry
 from pipeline.stages.data import Datasets, make_datasets
 from pipeline.tracking import Tracker
-from serving import gate
-from serving.rollout import RolloutError
+from serving.release import gate
+from serving.release.rollout import RolloutError
 
 HISTORY_TAG = "champion_history"
 

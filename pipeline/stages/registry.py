@@ -1,9 +1,9 @@
 """The registry drives what is served: models.config from its aliases, live moves, status.
 
 `served_models` reads the registry (through pipeline/tracking.py) and the export folders
-into plain `ServedModel`s; serving/registry_config.py writes TF Serving's config from them.
+into plain `ServedModel`s; serving/release/registry_config.py writes TF Serving's config from them.
 `move_aliases` is how promotion and rollback change an alias: when `make serve` runs a
-server from the registry, the server is moved first (serving/rollout.py: load, wait, move
+server from the registry, the server is moved first (serving/release/rollout.py: load, wait, move
 labels, unload), and only then the registry, so a refused reload leaves both unchanged.
 `status` sets what the registry says beside what the running server has loaded.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from pipeline.config import RunConfig
 from pipeline.tracking import Tracker
-from serving import rollout, server_record
 from serving.export import version_dirs
 from serving.launch import discover_models
-from serving.registry_config import ServedModel, build_config
+from serving.release import rollout, server_record
+from serving.release.registry_config import ServedModel, build_config
 from serving.server.core.errors import ServingError
 from serving.server.management import config as config_lib
 

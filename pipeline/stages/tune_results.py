@@ -20,7 +20,7 @@ from pipeline.reports import plots
 from pipeline.stages import registry, train
 from pipeline.stages.data import make_datasets
 from pipeline.tracking import Run, Tracker
-from serving.rollout import RolloutError
+from serving.release.rollout import RolloutError
 
 
 @dataclass(frozen=True)

@@ -6,5 +6,5 @@
   manager        loading, unloading, labels, reloads; resolving a request's ModelSpec
   status         GetModelStatus's answer from each version's recorded states
   warmup_replay  --enable_model_warmup: replaying assets.extra/tf_serving_warmup_requests
-  batching       --enable_batching: merging concurrent calls into one batch
+  batching/      --enable_batching: its parameters, queues and scheduler (calls merged into batches)
 """
