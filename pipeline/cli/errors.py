@@ -1,4 +1,4 @@
-# Owns how a command ends: expected failures mapped to one line and an exit code, Ctrl-C and SIGTERM.
+# Owns how a command ends: an expected failure as one line and an exit code; Ctrl-C, SIGTERM.
 """Expected failures print one `error:` line and exit non-zero, without a traceback."""
 
 from __future__ import annotations

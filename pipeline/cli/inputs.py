@@ -1,4 +1,4 @@
-# Owns the commands that show what a run is given: its data, the packages that data needs, its config.
+# Owns the commands that show what a run is given: its data, the packages it needs, its config.
 """`data`, `packages` and `config`: what a run would be given, without running it."""
 
 from __future__ import annotations

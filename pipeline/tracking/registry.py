@@ -1,4 +1,4 @@
-# Owns the model registry: logged models, versions, aliases and tags, and the registry as plain data for serving.
+# Owns the model registry: logged models, versions, aliases, tags; the registry as plain data.
 """The MLflow model registry, as methods every `Tracker` has.
 
 `ModelRegistry` is mixed into `Tracker` (tracker.py), which gives it `client` (an

@@ -1,4 +1,4 @@
-# Owns one run's writes and reads (params, metrics, tags, artifacts) and the Keras callback logging epochs.
+# Owns one run's writes and reads, and the Keras callback that logs every epoch to it.
 """One MLflow run, and the Keras callback that logs every epoch's metrics to it."""
 
 from __future__ import annotations

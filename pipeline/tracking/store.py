@@ -1,4 +1,4 @@
-# Owns where runs are stored and what every run is tagged with: the tracking URI, shared tags, scratch space.
+# Owns where runs are stored and what every run is tagged with; a scratch folder for artifacts.
 """The tracking store: which URI, the tags MLflow reads, and a scratch folder for artifacts.
 
 Default store: SQLite under ./mlruns/ with artifacts beside it; $MLFLOW_TRACKING_URI (a
