@@ -1,4 +1,4 @@
-"""`python -m pipeline`: the command line of pipeline/cli.py."""
+"""`python -m pipeline`: the command line of pipeline/cli/."""
 
 from pipeline.cli import main
 

@@ -9,7 +9,7 @@
 PostgreSQL listens on a Unix socket inside its own folder and on no TCP port: nothing to
 collide with, nothing exposed; only the MLflow server (HTTP) is reachable from other
 machines, and clients need nothing but MLFLOW_TRACKING_URI=http://<host>:<port>. This module
-runs the `mlflow server` command; it does not import mlflow (pipeline/tracking.py does).
+runs the `mlflow server` command; it does not import mlflow (pipeline/tracking/ does).
 """
 
 from __future__ import annotations

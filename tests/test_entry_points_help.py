@@ -28,6 +28,7 @@ sys.exit(code)
 ENTRY_POINTS = [
     ["pipeline"], ["pipeline", "train"], ["pipeline", "tune"], ["pipeline", "promote"],
     ["pipeline", "data"], ["pipeline", "config"], ["pipeline", "mlflow-links"],
+    ["pipeline.bench.tune"],
     ["serving"], ["serving.client"], ["serving.client", "predict"], ["serving.client", "status"],
     ["serving.launch"], ["serving.predict_demo"], ["serving.bench.serve"], ["serving.bench.soak"],
 ]

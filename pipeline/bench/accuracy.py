@@ -15,7 +15,6 @@ before the final evaluation; bare Keras keeps its last epoch.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -25,8 +24,9 @@ import numpy as np
 import typer
 
 from models import get_family
+from pipeline.bench.common import overrides, write_results
 from pipeline.bench.train import as_arrays
-from pipeline.config import RunConfig, load_config, parse_override
+from pipeline.config import RunConfig, load_config
 from pipeline.fitting.hardware import configured, host_description
 from pipeline.stages import train
 from pipeline.stages.data import make_datasets
@@ -148,15 +148,11 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def write(result: dict, output_dir: Path) -> Path:
-    """Write the result as JSON and Markdown under `output_dir`; return the Markdown path."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    name = f"bench_time_to_accuracy_{result['config']}"
-    (output_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    path = output_dir / f"{name}.md"
-    path.write_text(markdown(result))
-    return path
+    """Write the result as JSON and Markdown under `output_dir`, print the Markdown; return
+    its path."""
+    return write_results(output_dir, f"bench_time_to_accuracy_{result['config']}", result,
+                         markdown(result))
 
 
 def main(
@@ -166,9 +162,8 @@ def main(
     set_: Annotated[list[str] | None, typer.Option("--set")] = None,
 ) -> None:
     """Time to 0.90 / 0.92 / 0.93 test accuracy: `make train`'s path beside bare Keras."""
-    run_config = load_config(config, dict(parse_override(item) for item in set_ or []))
-    result = run(run_config, baseline=baseline)
-    print(write(result, output_dir).read_text())
+    result = run(load_config(config, overrides(set_)), baseline=baseline)
+    write(result, output_dir)
 
 
 if __name__ == "__main__":

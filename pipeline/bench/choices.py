@@ -24,7 +24,8 @@ import tensorflow as tf
 import typer
 
 from models import get_family
-from pipeline.config import load_config, parse_override
+from pipeline.bench.common import overrides, write_results
+from pipeline.config import load_config
 from pipeline.fitting.hardware import host_description
 from pipeline.stages.data import make_datasets
 
@@ -143,18 +144,14 @@ def main(
     if probe_settings is not None:
         print(json.dumps(probe(json.loads(probe_settings))))
         return
-    overrides = dict(parse_override(item) for item in set_ or [])
-    run_config = load_config(config, overrides)
+    changes = overrides(set_)
+    run_config = load_config(config, changes)
     host = host_description()
-    rows = run_variants(config, run_config.data.batch_size, list(compare or []), overrides)
-    result = {"config": str(config), "host": host, "variants": rows}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    name = f"bench_choices_{run_config.name}"
-    (output_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = run_variants(config, run_config.data.batch_size, list(compare or []), changes)
     table = (f"Training step time, `{config}`; host: {host['cpu_model']}, {host['cores']} "
              f"cores, {host['instruction_sets']}\n\n" + markdown(rows))
-    (output_dir / f"{name}.md").write_text(table)
-    print(table)
+    write_results(output_dir, f"bench_choices_{run_config.name}",
+                  {"config": str(config), "host": host, "variants": rows}, table)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the tf.data pipeline Keras builds from the arrays, with autotuning on, whose epo
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -27,7 +26,8 @@ import tensorflow as tf
 import typer
 
 from models import get_family
-from pipeline.config import RunConfig, load_config, parse_override
+from pipeline.bench.common import overrides, write_results
+from pipeline.config import RunConfig, load_config
 from pipeline.fitting.hardware import Hardware, configured
 from pipeline.stages.data import Datasets, make_datasets
 from pipeline.stages.train import make_callbacks
@@ -126,9 +126,6 @@ def _measure(config: RunConfig, hardware: Hardware, epochs: int, repeats: int) -
 
 
 def _write(result: dict, output_dir: Path) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    name = f"bench_train_{result['config']}"
-    (output_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     fastest = result["fastest_epoch_examples_per_second"]
     rows = [
         ("tf.data input alone", result["input_examples_per_second"], "", ""),
@@ -149,8 +146,7 @@ def _write(result: dict, output_dir: Path) -> None:
               for label, median, best, note in rows]
     lines += ["", f"Input headroom: the pipeline delivers {result['input_headroom']}x what "
               "training consumes."]
-    (output_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(output_dir, f"bench_train_{result['config']}", result, "\n".join(lines) + "\n")
 
 
 def main(
@@ -161,7 +157,7 @@ def main(
     set_: Annotated[list[str] | None, typer.Option("--set")] = None,
 ) -> None:
     """Benchmark the training input pipeline and the training path."""
-    run_config = load_config(config, dict(parse_override(item) for item in set_ or []))
+    run_config = load_config(config, overrides(set_))
     run(run_config, epochs=epochs, repeats=repeats, output_dir=output_dir)
 
 

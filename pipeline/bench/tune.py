@@ -9,7 +9,6 @@ from the first trials to the last, which must level off rather than climb with t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -17,14 +16,16 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from pipeline.config import load_config, parse_override
-from pipeline.stages import tune
-from pipeline.tracking import Run, Tracker, scratch_dir
+from pipeline.bench.common import overrides, write_results
 
 
 def run(config_path: Path, trials: int, examples: int, overrides: dict,
         output_dir: Path) -> dict:
     """Run the sweep described above; write JSON and Markdown; return the figures."""
+    from pipeline.config import load_config
+    from pipeline.stages import tune
+    from pipeline.tracking import Run, Tracker, scratch_dir
+
     with scratch_dir() as scratch:
         config = load_config(config_path, {
             "name": "bench_tune", "tracking.tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}",
@@ -56,8 +57,6 @@ def run(config_path: Path, trials: int, examples: int, overrides: dict,
 
 
 def _write(figures: dict, output_dir: Path) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "bench_tune_memory.json").write_text(json.dumps(figures, indent=2) + "\n")
     lines = [f"Resident memory over {figures['trials']} trials of one sweep "
              f"({figures['train_examples_per_trial']} training examples, 1 epoch per trial; "
              f"{figures['cpu_count']} CPUs)", "",
@@ -67,8 +66,7 @@ def _write(figures: dict, output_dir: Path) -> None:
     lines += ["", f"First quarter mean {figures['rss_mb_mean_first_quarter']:,.1f} MiB, last "
               f"quarter mean {figures['rss_mb_mean_last_quarter']:,.1f} MiB, growth per trial "
               f"over the second half {figures['rss_mb_growth_per_trial_second_half']:+.2f} MiB."]
-    (output_dir / "bench_tune_memory.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(output_dir, "bench_tune_memory", figures, "\n".join(lines) + "\n")
 
 
 def main(
@@ -79,7 +77,7 @@ def main(
     set_: Annotated[list[str] | None, typer.Option("--set")] = None,
 ) -> None:
     """Measure resident memory across the trials of one sweep."""
-    run(config, trials, examples, dict(parse_override(item) for item in set_ or []), output_dir)
+    run(config, trials, examples, overrides(set_), output_dir)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A run's configuration: typed sections (`sections`) and how they are read (`loading`).
+"""A run's configuration: typed sections (`sections`, `run_config`) and how they are read
+(`loading`).
 
 Everything else imports from here: `load_config`, `RunConfig` and its sections,
 `ConfigError`.
@@ -11,17 +12,19 @@ from pipeline.config.loading import (
     load_config,
     parse_override,
 )
+from pipeline.config.run_config import (
+    ModelConfig,
+    RunConfig,
+    build_keywords_model,
+    describe_validation_error,
+)
 from pipeline.config.sections import (
     ConfigError,
     DataConfig,
     ExportConfig,
-    ModelConfig,
-    RunConfig,
     TrackingConfig,
     TrainConfig,
     TuneConfig,
-    build_keywords_model,
-    describe_validation_error,
 )
 
 __all__ = [

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pipeline.config.sections import ConfigError, RunConfig, describe_validation_error
+from pipeline.config.run_config import RunConfig, describe_validation_error
+from pipeline.config.sections import ConfigError
 
 # What `make` and `python -m pipeline` use when no config is named: one default, not two.
 DEFAULT_CONFIG = Path("configs/fashion_cnn.yaml")

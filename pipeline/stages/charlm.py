@@ -21,8 +21,9 @@ from models.charlm import BOS
 from models.spec import InputSpec
 from pipeline.config import RunConfig
 from pipeline.fitting.hardware import configured
+from pipeline.stages.baseline import CharNgram
 from pipeline.stages.data import load_source
-from pipeline.stages.ngram import CharNgram
+from pipeline.stages.publish import TrainResult, check_version_free
 from pipeline.tracking import MetricsCallback, Tracker
 from serving import export
 from serving.generator import export_generator
@@ -68,8 +69,6 @@ def bits_per_char(model: keras.Model, batches: tf.data.Dataset) -> float:
 
 def run(config: RunConfig, log=print):
     """Train, measure bits/char against the n-gram, export and register; return a TrainResult."""
-    from pipeline.stages.train import TrainResult, check_version_free
-
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     check_version_free(config, tracker)
     tags = {"model_name": config.name, "model_family": config.model.family}

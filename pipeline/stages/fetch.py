@@ -24,12 +24,12 @@ def run(config: RunConfig, model_names: list[str] | None = None,
     into `destination`/<name>/<version> (default export.base_dir); return their folders."""
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     destination = destination or config.export.base_dir
-    names = model_names or tracker.registered_model_names()
+    names = model_names or sorted(model["name"] for model in tracker.registered_models())
     if not names:
         raise ConfigError(f"no registered model in {tracker.tracking_uri}; `make train` registers one")
     folders = []
     for name in names:
-        versions = tracker.served_versions(name)
+        versions = served_versions(tracker.model_versions(name))
         if not versions:
             raise ConfigError(f"model {name!r} has no registered version in {tracker.tracking_uri}")
         for version, aliases in versions.items():
@@ -42,6 +42,17 @@ def run(config: RunConfig, model_names: list[str] | None = None,
                 log(f"{label}: downloaded to {folder}")
             folders.append(folder)
     return folders
+
+
+def served_versions(rows: list[dict]) -> dict[int, list[str]]:
+    """Return {version: its aliases} for the registry rows carrying an alias; without any
+    alias, {latest version: []} (nothing when there is no row).
+
+    `rows` are `Tracker.model_versions`, newest first.
+    """
+    aliased = {row["version"]: row["aliases"] for row in sorted(rows, key=lambda row: row["version"])
+               if row["aliases"]}
+    return aliased or ({rows[0]["version"]: []} if rows else {})
 
 
 def _download(tracker: Tracker, name: str, version: int, folder: Path) -> None:

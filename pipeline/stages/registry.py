@@ -1,6 +1,6 @@
 """The registry drives what is served: models.config from its aliases, live moves, status.
 
-`served_models` reads the registry (through pipeline/tracking.py) and the export folders
+`served_models` reads the registry (through pipeline/tracking/) and the export folders
 into plain `ServedModel`s; serving/release/registry_config.py writes TF Serving's config from them.
 `move_aliases` is how promotion and rollback change an alias: when `make serve` runs a
 server from the registry, the server is moved first (serving/release/rollout.py: load, wait, move
@@ -123,7 +123,7 @@ def _set_aliases(tracker: Tracker, name: str, changes: dict[str, int]) -> None:
 @dataclass(frozen=True)
 class ModelStatus:
     name: str
-    versions: list[dict]  # registry rows (pipeline.tracking.model_versions) + "served" state
+    versions: list[dict]  # registry rows (Tracker.model_versions) + "served" state
     labels: dict[str, tuple[int | None, int | None]]  # label -> (registry says, server has)
     server: str | None  # the server's address, None when none runs
     agree: bool

@@ -17,7 +17,7 @@ from typing import Any
 from pipeline.config import ModelConfig, RunConfig
 from pipeline.fitting.hypermodel import shown
 from pipeline.reports import plots
-from pipeline.stages import registry, train
+from pipeline.stages import publish, registry, train
 from pipeline.stages.data import make_datasets
 from pipeline.tracking import Run, Tracker
 from serving.release.rollout import RolloutError
@@ -29,7 +29,7 @@ class TuneResult:
     best_hyperparameters: dict[str, Any]
     best_score: float | None
     trials: list[dict[str, Any]] = field(default_factory=list)
-    final: train.TrainResult | None = None
+    final: publish.TrainResult | None = None
 
 
 def trial_rows(tuner) -> list[dict[str, Any]]:
@@ -98,7 +98,7 @@ def _set_challenger(config: RunConfig, tracker: Tracker, version: int, log) -> N
 
 
 def _final_model(config: RunConfig, tuner, trial_id: str, values: dict[str, Any],
-                 tracker: Tracker, parent: Run, project: Path, log) -> train.TrainResult:
+                 tracker: Tracker, parent: Run, project: Path, log) -> publish.TrainResult:
     """Retrain the best hyperparameters on the full data, or restore the best checkpoint."""
     params = {**config.model.params, **values}
     best_config = config.model_copy(update={
@@ -118,4 +118,4 @@ def _final_model(config: RunConfig, tuner, trial_id: str, values: dict[str, Any]
     with tracker.run(f"{run_name} restored", parent_run_id=parent.run_id,
                      tags={"model_name": config.name}) as mlflow_run:
         mlflow_run.log_params(best_config.flat())
-        return train.finish(model, data, best_config, tracker, mlflow_run, log)
+        return publish.run(model, data, best_config, tracker, mlflow_run, log)

@@ -120,3 +120,10 @@ def test_the_default_config_is_the_makefiles(monkeypatch, tmp_path):
 def test_every_config_has_its_own_name():
     names = [load_config(path).name for path in sorted((ROOT / "configs").glob("*.yaml"))]
     assert len(names) == len(set(names)), names
+
+
+def test_bare_on_and_off_mean_the_words_not_yaml_booleans(tmp_path):
+    # YAML 1.1 reads `off` as false; `--set train.mixed_precision=off` must still work.
+    path = write(tmp_path, "train: {jit_compile: on}\n")
+    config = load_config(path, {"train.mixed_precision": parse_override("train.mixed_precision=off")[1]})
+    assert (config.train.jit_compile, config.train.mixed_precision) == ("on", "off")

@@ -14,7 +14,7 @@ import tensorflow as tf
 from pipeline.config import load_config
 from pipeline.sources import FORTUNES_DIR
 from pipeline.stages import train as train_stage
-from pipeline.stages.ngram import CharNgram
+from pipeline.stages.baseline import CharNgram
 from serving.client import GrpcClient, RestClient
 from tests.serving.serving_fixtures import REPO
 
