@@ -7,6 +7,7 @@
   (the promotion gate, tests);
 - `cpu_description`: the CPU model, cores and vector instruction sets every benchmark prints
   with its figures (serving's benchmarks and the pipeline's);
+- `write_report`: a benchmark's results as <name>.json and <name>.md, printed too;
 - `read_lineage`: the MLflow run and registered version an export came from, which the
   exporter writes into the SavedModel and the server shows as a Prometheus info metric.
 """
@@ -76,6 +77,17 @@ def cpu_description() -> dict[str, object]:
         pass
     return {"cpu_model": model, "cores": os.cpu_count(),
             "instruction_sets": " ".join(flag for flag in VECTOR_FLAGS if flag in flags) or "none"}
+
+
+def write_report(output_dir: str | Path, name: str, results: dict, markdown: str) -> Path:
+    """Write `results` as <name>.json and `markdown` as <name>.md; print both paths; return the folder."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (output / f"{name}.md").write_text(markdown)
+    print(markdown)
+    print(f"wrote {output / f'{name}.json'} and {output / f'{name}.md'}")
+    return output
 
 
 def read_lineage(version_dir: str | os.PathLike) -> dict[str, str]:

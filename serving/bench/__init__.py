@@ -7,5 +7,4 @@
   soak           bench-soak: hot reloads under load, failed requests and resident memory
   tune_batching  tune-batching: a sweep of batching parameters against a p99 SLO
   demo_model     the small CNN benchmarked when saved_models/ has no model
-  report         <output-dir>/<name>.json and .md, printed too
 """

@@ -34,7 +34,6 @@ import numpy as np
 import serving.client
 from serving.bench import load_matrix
 from serving.bench.load import ECHO_METHOD, LoadGenerator, request_payload
-from serving.bench.report import write_report
 from serving.bench.servers import (
     MONITORING_PATH,
     BenchServer,
@@ -43,7 +42,7 @@ from serving.bench.servers import (
     monitoring_file,
     target_model,
 )
-from serving.common import cpu_description
+from serving.common import cpu_description, write_report
 
 BATCHES = (1, 32)
 PATHS = ("in-process", "gRPC", "REST", "gRPC echo")

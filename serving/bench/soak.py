@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 import serving.client
-from serving.bench.report import write_report
-from serving.common import cpu_description, free_port
+from serving.common import cpu_description, free_port, write_report
 
 
 def resident_mib(pid: int) -> float:

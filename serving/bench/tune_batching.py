@@ -24,9 +24,8 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from serving.bench.load import LoadGenerator, LoadResult
-from serving.bench.report import write_report
 from serving.bench.servers import BenchServer, model_inputs, target_model
-from serving.common import cpu_description
+from serving.common import cpu_description, write_report
 from serving.server.management.batching.options import BatchingOptions
 from serving.server.proto import session_bundle_config_pb2
 

@@ -1,12 +1,16 @@
-"""serving/common.py: the version folders and free ports every part of serving/ shares."""
+"""serving/common.py: version folders, free ports, report files and stopping subprocesses, written once."""
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
-from serving.common import free_port, list_versions
+from serving.common import free_port, list_versions, stop_process, write_report
 
 
 def test_list_versions_keeps_integer_named_folders_only(tmp_path):
@@ -31,3 +35,23 @@ def test_cpu_description_names_the_model_cores_and_vector_units():
     assert described["cores"] >= 1 and described["cpu_model"]
     sets = described["instruction_sets"].split()
     assert sets == ["none"] or set(sets) <= set(VECTOR_FLAGS)
+
+
+def test_write_report_writes_json_and_markdown_and_prints_both_paths(tmp_path, capsys):
+    results = {"model": "demo", "p99_ms": 1.5}
+    output = write_report(tmp_path / "out", "serving", results, "| a |\n|---|\n")
+    assert json.loads((output / "serving.json").read_text()) == results
+    assert (output / "serving.md").read_text() == "| a |\n|---|\n"
+    printed = capsys.readouterr().out
+    assert "| a |" in printed and str(output / "serving.json") in printed and str(output / "serving.md") in printed
+
+
+def test_stop_process_terminates_and_kills_what_ignores_sigterm():
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert stop_process(polite) == -signal.SIGTERM
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True)\n"
+                                 "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "ready"
+    assert stop_process(stubborn, grace_seconds=0.5) == -signal.SIGKILL
+    assert stop_process(stubborn) == -signal.SIGKILL  # already ended: its code, nothing sent
