@@ -24,13 +24,14 @@ import numpy as np
 import typer
 
 from models import get_family
-from pipeline.bench.common import overrides, write_results
+from pipeline.bench.common import overrides
 from pipeline.bench.train import as_arrays
 from pipeline.config import RunConfig, load_config
 from pipeline.fitting.hardware import configured, host_description
 from pipeline.stages import train
 from pipeline.stages.data import make_datasets
 from pipeline.tracking import scratch_dir
+from serving.common import write_report
 
 THRESHOLDS = (0.90, 0.92, 0.93)
 
@@ -151,8 +152,8 @@ def markdown(result: dict) -> str:
 def write(result: dict, output_dir: Path) -> Path:
     """Write the result as JSON and Markdown under `output_dir`, print the Markdown; return
     its path."""
-    return write_results(output_dir, f"bench_time_to_accuracy_{result['config']}", result,
-                         markdown(result))
+    name = f"bench_time_to_accuracy_{result['config']}"
+    return write_report(output_dir, name, result, markdown(result)) / f"{name}.md"
 
 
 def main(

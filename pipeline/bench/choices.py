@@ -24,10 +24,11 @@ import tensorflow as tf
 import typer
 
 from models import get_family
-from pipeline.bench.common import overrides, write_results
+from pipeline.bench.common import overrides
 from pipeline.config import load_config
 from pipeline.fitting.hardware import host_description
 from pipeline.stages.data import make_datasets
+from serving.common import write_report
 
 PROBE_STEPS = 40
 WARMUP_STEPS = 8
@@ -150,7 +151,7 @@ def main(
     rows = run_variants(config, run_config.data.batch_size, list(compare or []), changes)
     table = (f"Training step time, `{config}`; host: {host['cpu_model']}, {host['cores']} "
              f"cores, {host['instruction_sets']}\n\n" + markdown(rows))
-    write_results(output_dir, f"bench_choices_{run_config.name}",
+    write_report(output_dir, f"bench_choices_{run_config.name}",
                   {"config": str(config), "host": host, "variants": rows}, table)
 
 

@@ -26,12 +26,13 @@ import tensorflow as tf
 import typer
 
 from models import get_family
-from pipeline.bench.common import overrides, write_results
+from pipeline.bench.common import overrides
 from pipeline.config import RunConfig, load_config
 from pipeline.fitting.hardware import Hardware, configured
 from pipeline.stages.data import Datasets, make_datasets
 from pipeline.stages.train import make_callbacks
 from pipeline.tracking import Tracker, scratch_dir
+from serving.common import write_report
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -146,7 +147,7 @@ def _write(result: dict, output_dir: Path) -> None:
               for label, median, best, note in rows]
     lines += ["", f"Input headroom: the pipeline delivers {result['input_headroom']}x what "
               "training consumes."]
-    write_results(output_dir, f"bench_train_{result['config']}", result, "\n".join(lines) + "\n")
+    write_report(output_dir, f"bench_train_{result['config']}", result, "\n".join(lines) + "\n")
 
 
 def main(

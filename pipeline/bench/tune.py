@@ -16,7 +16,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from pipeline.bench.common import overrides, write_results
+from pipeline.bench.common import overrides
+from serving.common import write_report
 
 
 def run(config_path: Path, trials: int, examples: int, overrides: dict,
@@ -66,7 +67,7 @@ def _write(figures: dict, output_dir: Path) -> None:
     lines += ["", f"First quarter mean {figures['rss_mb_mean_first_quarter']:,.1f} MiB, last "
               f"quarter mean {figures['rss_mb_mean_last_quarter']:,.1f} MiB, growth per trial "
               f"over the second half {figures['rss_mb_growth_per_trial_second_half']:+.2f} MiB."]
-    write_results(output_dir, "bench_tune_memory", figures, "\n".join(lines) + "\n")
+    write_report(output_dir, "bench_tune_memory", figures, "\n".join(lines) + "\n")
 
 
 def main(
