@@ -45,6 +45,10 @@ MODEL ?=
 MARGIN ?=
 #> MODEL_CONFIG  serve this models.config (TF Serving's format) instead of every model in saved_models/
 MODEL_CONFIG ?=
+#> MODELS_CONFIG_OUT  serving-config: where to write models.config (default: saved_models/models.config)
+MODELS_CONFIG_OUT ?=
+#> BASE_PATH_ROOT  serving-config: base paths as <this>/<name>, where a container mounts saved_models/ (deploy/: /models)
+BASE_PATH_ROOT ?=
 #> HOST      serve, mlflow-ui: the interface to listen on (0.0.0.0: all; neither has a login); predict-*: the server
 HOST ?= 127.0.0.1
 #> GRPC_PORT  the model server's gRPC port
@@ -125,6 +129,7 @@ READS_tune = CONFIG TUNER TRIALS EPOCHS RETRAIN_EPOCHS OBJECTIVE EXECUTIONS WORK
 READS_promote = CONFIG MODEL MARGIN SET
 READS_serve = CONFIG SET HOST GRPC_PORT REST_PORT MODEL_CONFIG BATCHING BATCHING_PARAMS MONITORING SERVER_FLAGS
 READS_rollback = CONFIG MODEL SET
+READS_serving-config = CONFIG SET MODELS_CONFIG_OUT BASE_PATH_ROOT
 READS_status = CONFIG SET
 READS_tune-batching = SLO_MS TUNE_BATCHING_FLAGS
 READS_predict-grpc = CONFIG MODEL TEXT IMAGE COUNT HOST GRPC_PORT
@@ -140,7 +145,7 @@ READS_generate = CONFIG MODEL PROMPT LENGTH TEMPERATURE PROTOCOL HOST GRPC_PORT 
 READS_test = PYTEST_ARGS
 READS_test-full = PYTEST_ARGS
 
-.PHONY: help venv data train tune promote rollback status serve predict-grpc predict-rest mlflow-ui bench lab \
+.PHONY: help venv data train tune promote rollback status serving-config serve predict-grpc predict-rest mlflow-ui bench lab \
 	generate bench-train bench-serve bench-soak bench-tune tune-batching test test-full lint clean
 
 help: ## Show the targets, the variables each reads, and what every variable means
@@ -190,6 +195,10 @@ tune: venv ## Search CONFIG's space with KerasTuner, retrain the best for RETRAI
 
 promote: venv ## Gate MODEL's challenger in a real server, then make it champion if it beats it on the test split by MARGIN; live on `make serve`
 	$(PY) -m pipeline promote --config $(CONFIG) $(if $(MODEL),--model $(MODEL)) $(if $(MARGIN),--margin $(MARGIN)) $(OVERRIDES)
+
+serving-config: venv ## Write models.config from the registry's aliases (stable/canary labels); BASE_PATH_ROOT=/models for deploy/'s containers
+	$(PY) -m pipeline serving-config --config $(CONFIG) $(if $(MODELS_CONFIG_OUT),--output $(MODELS_CONFIG_OUT)) \
+	  $(if $(BASE_PATH_ROOT),--base-path-root $(BASE_PATH_ROOT)) $(OVERRIDES)
 
 serve: venv ## Serve the registry's champion (label stable) and challenger (canary), or MODEL_CONFIG, on gRPC 8500 / REST 8501 until Ctrl-C (BATCHING=1 BATCHING_PARAMS MONITORING=1 SERVER_FLAGS)
 	@config="$(MODEL_CONFIG)"; registry=; \

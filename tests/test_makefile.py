@@ -120,3 +120,10 @@ def test_mlflow_ui_on_a_tracking_server_does_not_start_a_local_one():
 
 def test_mlflow_ui_listens_on_host():
     assert "--host 0.0.0.0 --port 5001" in commands("mlflow-ui", "HOST=0.0.0.0", "MLFLOW_PORT=5001")
+
+
+def test_serving_config_passes_the_container_root_and_the_output():
+    done = commands("serving-config", "BASE_PATH_ROOT=/models", "MODELS_CONFIG_OUT=deploy/tfserving/models.config")
+    assert "-m pipeline serving-config --config configs/fashion_cnn.yaml" in done
+    assert "--output deploy/tfserving/models.config" in done and "--base-path-root /models" in done
+    assert "--base-path-root" not in commands("serving-config")

@@ -43,6 +43,9 @@ def serving_config(
     config: ConfigOption = None,
     output: Annotated[Path | None, typer.Option(
         help="Where to write it (default: <export.base_dir>/models.config).")] = None,
+    base_path_root: Annotated[str | None, typer.Option(
+        help="Write base paths as <this>/<name>, where a container mounts the exports "
+             "(deploy/: /models), instead of the local folders.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Write TF Serving's models.config from the registry (aliases -> version labels); print its path."""
@@ -52,7 +55,8 @@ def serving_config(
         from pipeline.stages import registry
 
         path = registry.write_serving_config(run_config, output,
-                                             log=lambda line: typer.echo(line, err=True))
+                                             log=lambda line: typer.echo(line, err=True),
+                                             base_path_root=base_path_root)
     typer.echo(str(path))
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from pipeline.config import RunConfig
+from pipeline.config import ConfigError, RunConfig
 from pipeline.tracking import Tracker
 from serving.export import version_dirs
 from serving.launch import discover_models
@@ -62,14 +62,25 @@ def write_config(path: Path, models: list[ServedModel]) -> config_lib.ModelServe
     return config
 
 
-def write_serving_config(config: RunConfig, path: Path | None = None, log=print) -> Path:
-    """Write the registry's models.config (default: <export dir>/models.config); return its path."""
+def write_serving_config(config: RunConfig, path: Path | None = None, log=print,
+                         base_path_root: str | None = None) -> Path:
+    """Write the registry's models.config (default: <export dir>/models.config); return its path.
+
+    `base_path_root` writes each base path as <root>/<name>, where a container mounts the
+    exports (deploy/: /models), instead of the local export folder.
+    """
+    if base_path_root is not None and not PurePosixPath(base_path_root).is_absolute():
+        raise ConfigError(f"--base-path-root must be an absolute path, such as /models "
+                          f"(got {base_path_root!r})")
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     models = served_models(config, tracker, log)
     if not models:
         raise rollout.RolloutError(
             f"no models under {config.export.base_dir}/ (expected <name>/<version>/saved_model.pb); "
             "`make train` exports one")
+    if base_path_root is not None:
+        models = [replace(model, base_path=PurePosixPath(base_path_root) / model.name)
+                  for model in models]
     target = path or config_path(config)
     write_config(target, models)
     for model in models:

@@ -1,6 +1,6 @@
 """models.config from the registry: aliases become version labels, plain data in, TF Serving's text out.
 
-The registry (MLflow, read by `pipeline/tracking.py`) says which versions of a model carry
+The registry (MLflow, read by `pipeline/tracking/`) says which versions of a model carry
 an alias; this module turns that into TF Serving's ModelServerConfig without knowing
 MLflow: a `specific` version policy holding the aliased versions, and `version_labels`
 mapping each alias to its version, plus the names TF Serving's docs use, `stable` for the
@@ -47,7 +47,7 @@ def build_config(models: list[ServedModel]) -> config_lib.ModelServerConfig:
     for model in models:
         config_lib.check_model_name(model.name)
         entry = config.model_config_list.config.add(
-            name=model.name, base_path=str(Path(model.base_path).resolve()),
+            name=model.name, base_path=str(_absolute(model.base_path)),
             model_platform=config_lib.TENSORFLOW_PLATFORM)
         labels = model.labels()
         if labels:
@@ -55,6 +55,12 @@ def build_config(models: list[ServedModel]) -> config_lib.ModelServerConfig:
             for label, version in sorted(labels.items()):
                 entry.version_labels[label] = version
     return config
+
+
+def _absolute(path: Path) -> Path:
+    # A container's path (/models/<name>) is written as it is, never resolved on this host.
+    path = Path(path)
+    return path if path.is_absolute() else path.resolve()
 
 
 def has_labels(config: config_lib.ModelServerConfig) -> bool:

@@ -23,10 +23,11 @@ import tensorflow as tf
 from mlflow import MlflowClient
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, dump_config, load_config
 from pipeline.stages import promote, registry, train, tune
 from serving.common import free_port, read_lineage
 from serving.release import server_record
+from serving.server.management import config as config_lib
 from serving.warmup_requests import WARMUP_FILE
 from tests.conftest import tiny_overrides
 from tests.pipeline.stages.test_tune import SPACE
@@ -223,3 +224,27 @@ def test_commands_say_in_one_line_when_there_is_nothing_to_serve_or_roll_back(wo
     nothing = runner.invoke(app, ["rollback", "--model", "ghost"])
     assert nothing.exit_code == 1
     assert "error: model 'ghost' has no previous champion to roll back to" in nothing.output
+
+
+def test_a_models_config_for_a_container_points_at_its_mount(workdir, image_folder):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    version = trained_version(image_folder, **{"train.epochs": 1})
+    mlflow_client(workdir).set_registered_model_alias("tiny", "champion", str(version))
+    config_file = workdir / "tiny.yaml"
+    config_file.write_text(dump_config(load_config(None, tiny_overrides(image_folder))))
+    runner = CliRunner()
+    written = runner.invoke(app, ["serving-config", "--config", str(config_file),
+                                  "--base-path-root", "/models", "--output", "deploy.config"])
+    assert written.exit_code == 0, written.output
+    [model] = config_lib.read_config_file(workdir / "deploy.config").model_config_list.config
+    assert model.base_path == "/models/tiny"  # the container's path, not resolved on this host
+    assert list(model.model_version_policy.specific.versions) == [version]
+    assert dict(model.version_labels) == {"champion": version, "stable": version}
+    relative = runner.invoke(app, ["serving-config", "--config", str(config_file),
+                                   "--base-path-root", "models"])
+    assert relative.exit_code == 2 and "Traceback" not in relative.output
+    assert "error: --base-path-root must be an absolute path, such as /models (got 'models')" \
+        in relative.output
