@@ -8,6 +8,7 @@ the same object.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,26 @@ from pipeline.config.sections import ConfigError
 
 # What `make` and `python -m pipeline` use when no config is named: one default, not two.
 DEFAULT_CONFIG = Path("configs/fashion_cnn.yaml")
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2's booleans: only true/false are; a bare on/off/yes/no stays a word.
+
+    YAML 1.1 reads `off` as false, so `train.mixed_precision: off` would be refused as not
+    one of its words; pydantic still takes "on"/"off"/"yes"/"no" where a field is a bool.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader: no Python objects
 
 
 def default_config_path() -> Path:
@@ -43,7 +64,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            raw = _read_yaml(Path(path).read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except IsADirectoryError:
@@ -82,7 +103,7 @@ def parse_override(assignment: str) -> tuple[str, Any]:
     key, separator, text = assignment.partition("=")
     if not separator or not key.strip():
         raise ConfigError(f"--set expects section.field=value, got {assignment!r}")
-    return key.strip(), yaml.safe_load(text)
+    return key.strip(), _read_yaml(text)
 
 
 def dump_config(config: RunConfig) -> str:

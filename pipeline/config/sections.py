@@ -104,12 +104,6 @@ class TrainConfig(Section):
     # A non-neural model fitted and tested on the same split, logged as baseline_test_*.
     baseline: Literal["none", "char_ngram_logreg"] = "none"
 
-    @field_validator("mixed_precision", "jit_compile", mode="before")
-    @classmethod
-    def _yaml_switch(cls, value: Any) -> Any:
-        # YAML 1.1 reads a bare on/off as true/false: take them back as the words written.
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
-
 
 class TrackingConfig(Section):
     experiment: str = "default"
