@@ -5,7 +5,7 @@ TensorFlow's thread pools are fixed when TensorFlow starts. A probe builds the c
 model with the config's `build` keywords, fits it on the first batches of the real training
 split (cached in memory, so only compute is timed, `epoch` scaled to the full split), skips the first steps (tracing, warm-up)
 and reports milliseconds per step and training examples per second. Variants: the config as
-is; XLA (`jit_compile`); oneDNN off; TensorFlow's thread settings; batch sizes; bfloat16
+is; XLA (`jit_compile`); oneDNN off; Keras' unfused batch norm; TensorFlow's thread settings; batch sizes; bfloat16
 mixed precision; and any other config file given (e.g. the large CNN) for its throughput.
 """
 
@@ -49,6 +49,8 @@ def variants(config_path: Path, batch_size: int, others: list[Path],
         (f"batch {batch_size * 2}", {}, {"batch_size": batch_size * 2}),
         (f"batch {batch_size * 4}", {}, {"batch_size": batch_size * 4}),
         ("mixed_bfloat16", {}, {"precision": "bfloat16"}),
+        ("Keras' own batch norm (model.fused_batch_norm=false)", {},
+         {"overrides": {**(overrides or {}), "model.fused_batch_norm": False}}),
     ]
     rows += [(f"{other} (batch {batch_size})", {}, {"config": str(other)}) for other in others]
     return [{"label": label, "env": env, "settings": {**base, **settings}}
