@@ -10,7 +10,9 @@ Two paths in one process, on the same data, network and host:
 
 After every epoch a callback measures accuracy on the held-out test split; the time it
 takes is kept off both clocks. The pipeline restores its best epoch (by validation accuracy)
-before the final evaluation; bare Keras keeps its last epoch.
+before the final evaluation; bare Keras keeps its last epoch. With `export.test_time_flip`
+the pipeline's accuracy is that of what it serves (the mean over each image and its
+mirror); bare Keras, written by hand, predicts from the image alone.
 """
 
 from __future__ import annotations
@@ -41,25 +43,31 @@ class HeldOutAccuracy(keras.callbacks.Callback):
 
     The clock starts at `started` (a perf_counter value) and does not run while this
     callback evaluates, so the figures are those of a run that never looked at the test set.
+    With `flip` (the config's `export.test_time_flip`) the accuracy is that of the mean over
+    each image and its mirror, as served; `single_view_accuracy` is the network's alone.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, started: float):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, started: float, flip: bool = False):
         super().__init__()
-        self.images, self.labels, self.started = images, labels, started
+        self.images, self.labels, self.started, self.flip = images, labels, started, flip
         self.off_clock = 0.0
         self.epochs: list[dict[str, float]] = []
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         paused = time.perf_counter()
         probabilities = self.model.predict(self.images, batch_size=1000, verbose=0)
-        accuracy = float(np.mean(np.argmax(probabilities, axis=-1) == self.labels))
-        self.epochs.append({
-            "epoch": epoch + 1,
-            "seconds": round(paused - self.started - self.off_clock, 2),
-            "val_accuracy": round(float((logs or {}).get("val_accuracy", float("nan"))), 4),
-            "test_accuracy": round(accuracy, 4),
-        })
+        row = {"epoch": epoch + 1, "seconds": round(paused - self.started - self.off_clock, 2),
+               "val_accuracy": round(float((logs or {}).get("val_accuracy", float("nan"))), 4)}
+        if self.flip:
+            row["single_view_accuracy"] = self._accuracy(probabilities)
+            probabilities = (probabilities + self.model.predict(
+                self.images[:, :, ::-1], batch_size=1000, verbose=0)) / 2
+        row["test_accuracy"] = self._accuracy(probabilities)
+        self.epochs.append(row)
         self.off_clock += time.perf_counter() - paused
+
+    def _accuracy(self, probabilities: np.ndarray) -> float:
+        return round(float(np.mean(np.argmax(probabilities, axis=-1) == self.labels)), 4)
 
     def seconds_now(self) -> float:
         return time.perf_counter() - self.started - self.off_clock
@@ -81,13 +89,15 @@ def pipeline_path(config: RunConfig, test: tuple[np.ndarray, np.ndarray],
         "export": config.export.model_copy(update={"base_dir": scratch / "saved_models"}),
     })
     started = time.perf_counter()
-    monitor = HeldOutAccuracy(*test, started)
+    monitor = HeldOutAccuracy(*test, started, flip=config.export.test_time_flip)
     result = train.run(scratch_config, log=lambda line: print(line, flush=True),
                        callbacks=[monitor])
     return {"epochs": monitor.epochs, "total_seconds": round(monitor.seconds_now(), 2),
             "test_accuracy": round(result.metrics["test_accuracy"], 4),
             "what": "make train's path: tf.data, the stage's callbacks and schedule, "
-                    "evaluation, export, registration"}
+                    "evaluation, export, registration"
+                    + (" (test accuracy of the served mean over each image and its mirror; "
+                       "'image alone': the network's own)" if config.export.test_time_flip else "")}
 
 
 def bare_keras_path(config: RunConfig, data, test: tuple[np.ndarray, np.ndarray]) -> dict:
@@ -142,10 +152,13 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {path['test_accuracy']:.4f} | {path['total_seconds']:.0f} s |")
     for name, path in result["paths"].items():
+        flips = "single_view_accuracy" in path["epochs"][0] if path["epochs"] else False
         lines += ["", f"{name}: {path['what']}", "",
-                  "| epoch | seconds | val_accuracy | test_accuracy |", "|---:|---:|---:|---:|"]
+                  "| epoch | seconds | val_accuracy | test_accuracy |"
+                  + (" image alone |" if flips else ""), "|---:|---:|---:|---:|" + ("---:|" if flips else "")]
         lines += [f"| {row['epoch']} | {row['seconds']:.0f} | {row['val_accuracy']:.4f} "
-                  f"| {row['test_accuracy']:.4f} |" for row in path["epochs"]]
+                  f"| {row['test_accuracy']:.4f} |"
+                  + (f" {row['single_view_accuracy']:.4f} |" if flips else "") for row in path["epochs"]]
     return "\n".join(lines) + "\n"
 
 

@@ -100,6 +100,13 @@ class RunConfig(Section):
                                      ) from None
         return self
 
+    @model_validator(mode="after")
+    def _check_test_time_flip(self) -> RunConfig:
+        if self.export.test_time_flip and self.model.family == "charlm":
+            raise ValueError("export.test_time_flip: a character language model reads text, "
+                             "not images; set it to false")
+        return self
+
     def fingerprint(self) -> str:
         """Return a digest of what determines the trained weights (to resume safely)."""
         relevant = self.model_dump(mode="json", include={"name", "seed", "data", "model"})

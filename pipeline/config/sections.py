@@ -117,6 +117,9 @@ class ExportConfig(Section):
     warmup_batch_sizes: tuple[Annotated[int, Field(ge=1)], ...] = (1, 8, 32)
     parity_examples: Annotated[int, Field(ge=1)] = 256
     parity_tolerance: Annotated[float, Field(gt=0.0)] = 1e-4
+    # Serve (and evaluate) the mean of the model's answers for an image and its mirror
+    # image (models/test_time.py); image inputs only.
+    test_time_flip: bool = False
 
 
 class TuneConfig(Section):

@@ -15,7 +15,8 @@ import keras
 import numpy as np
 
 from models import get_family
-from pipeline.config import RunConfig
+from models.test_time import flip_averaged
+from pipeline.config import ConfigError, RunConfig
 from pipeline.fitting.hardware import serving_copy
 from pipeline.reports.insights import log_insights
 from pipeline.reports.run_notes import Lineage, host_line, run_note, version_note
@@ -41,16 +42,18 @@ def run(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,
            mlflow_run: Run, log=print) -> TrainResult:
     """Evaluate a trained model, log insights, export and register it; return the result.
 
-    Everything after training uses the float32 serving copy, so the test metrics in MLflow
+    Everything after training uses the float32 serving copy (with `export.test_time_flip`,
+    wrapped to average each image's answer with its mirror's), so the test metrics in MLflow
     and the registry are those of the SavedModel that gets served.
     """
     serving_model = _serving_model(model, data, config, mlflow_run)
-    metrics = evaluate.run(serving_model, data, mlflow_run)
+    served = flip_averaged(serving_model) if config.export.test_time_flip else serving_model
+    metrics = evaluate.run(served, data, mlflow_run)
     if config.train.baseline != "none":
         metrics.update(baseline.run(data, mlflow_run))
-    if config.train.insights:
+    if config.train.insights:  # the network itself: its layers, features and gradients
         _log_insights(serving_model, data, mlflow_run, log)
-    export_path, version, model_id = _export(serving_model, data, config, tracker, mlflow_run,
+    export_path, version, model_id = _export(served, data, config, tracker, mlflow_run,
                                              metrics, log)
     _describe(config, data, tracker, mlflow_run, metrics, export_path, version, model_id)
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
@@ -66,6 +69,13 @@ def _log_insights(model: keras.Model, data: Datasets, mlflow_run: Run, log) -> N
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
         mlflow_run.set_tags({"insights_error": reason})
         log(f"warning: insights not logged ({reason})")
+
+
+def check_test_time_flip(config: RunConfig, data: Datasets) -> None:
+    """Fail before training if `export.test_time_flip` is set for inputs that are not images."""
+    if config.export.test_time_flip and data.input_spec.kind != "image":
+        raise ConfigError(f"export.test_time_flip mirrors images; {config.name}'s inputs are "
+                          f"{data.input_spec.kind}: set it to false")
 
 
 def check_version_free(config: RunConfig, tracker: Tracker) -> None:

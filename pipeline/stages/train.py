@@ -118,6 +118,7 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
             "config_fingerprint": config.fingerprint()}
     # Data first: data that cannot be found or read leaves no FAILED run behind.
     data = make_datasets(config.data, config.seed)
+    publish.check_test_time_flip(config, data)
     if hardware.worker:
         data = replace(data, train=multi_worker.shard_by_data(data.train),
                        validation=multi_worker.shard_by_data(data.validation),

@@ -35,6 +35,7 @@ from pipeline.fitting.callbacks import monitor_mode
 from pipeline.fitting.hardware import configured
 from pipeline.fitting.hypermodel import FamilyHyperModel, declare_overrides
 from pipeline.fitting.tracked_tuner import make_tuner
+from pipeline.stages import publish
 from pipeline.stages.data import make_datasets
 from pipeline.stages.tune_results import TuneResult, conclude
 from pipeline.tracking import Run, Tracker
@@ -142,6 +143,7 @@ def _search(config: RunConfig, role: str | None, log) -> TuneResult | None:
     trial_data = make_datasets(
         config.data.model_copy(update={"max_examples": config.tune.trial_train_examples
                                        or config.data.max_examples}), config.seed)
+    publish.check_test_time_flip(config, trial_data)  # before the search, not after it
     hypermodel = FamilyHyperModel(get_family(config.model.family), trial_data.input_spec,
                                   trial_data.num_classes, config.model.params,
                                   config.tune.hyperparameters)

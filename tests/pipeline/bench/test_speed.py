@@ -24,9 +24,12 @@ def test_first_reaching_takes_the_first_epoch_at_or_over_the_threshold():
 
 
 def test_time_to_accuracy_runs_the_training_stage_beside_bare_keras(workdir, image_folder):
-    config = load_config(None, tiny_overrides(image_folder, **{"train.epochs": 3,
-                                                               "train.insights": False}))
+    config = load_config(None, tiny_overrides(image_folder, **{
+        "train.epochs": 3, "train.insights": False, "export.test_time_flip": True}))
     result = bench_accuracy.run(config, baseline=True)
+    # The pipeline measures what it serves (with flips); bare Keras the image alone.
+    assert all("single_view_accuracy" in row for row in result["paths"]["pipeline"]["epochs"])
+    assert not any("single_view_accuracy" in row for row in result["paths"]["bare_keras"]["epochs"])
     assert set(result["paths"]) == {"pipeline", "bare_keras"}
     for path in result["paths"].values():
         assert [row["epoch"] for row in path["epochs"]] == [1, 2, 3]
@@ -42,6 +45,7 @@ def test_time_to_accuracy_runs_the_training_stage_beside_bare_keras(workdir, ima
     table = bench_accuracy.markdown(result)
     epoch_rows = [line for line in table.splitlines() if line.startswith("| 3 |")]
     assert len(epoch_rows) == 2 and "bare Keras" in table and host["cpu_model"] in table
+    assert "image alone" in table
     path = bench_accuracy.write(result, workdir / "results")
     assert json.loads(path.with_suffix(".json").read_text()) == result
 
@@ -54,6 +58,9 @@ def test_a_speed_probe_times_steps_in_its_own_process(workdir, image_folder):
     labels = [variant["label"] for variant in variants]
     assert labels[0].startswith("default") and any("XLA" in label for label in labels)
     assert {"TF_ENABLE_ONEDNN_OPTS": "0"} in [variant["env"] for variant in variants]
+    unfused = next(variant for variant in variants if "fused_batch_norm" in variant["label"])
+    assert unfused["settings"]["overrides"]["model.fused_batch_norm"] is False
+    assert unfused["settings"]["overrides"]["model.filters"] == 4  # the other overrides stay
     settings = variants[0]["settings"]
     completed = subprocess.run(
         [sys.executable, "-m", "pipeline.bench.choices", "--probe", json.dumps(settings)],

@@ -8,16 +8,17 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 from mlflow import MlflowClient
 
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 from pipeline.sources import DataError
 from pipeline.stages import train
 from pipeline.tracking import Tracker
 from serving.export import ExportError
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, write_text_folder
 
 
 def client_for(result_or_uri) -> MlflowClient:
@@ -76,6 +77,31 @@ def test_the_export_serves_what_keras_predicts(workdir, image_folder):
     names = (result.export_path / "assets/class_names.txt").read_text().split()
     outputs = loaded.signatures["serving_default"](image=tf.zeros([2, 12, 12, 1], tf.uint8))
     assert outputs["class_name"].numpy()[0].decode() == names[int(outputs["class_id"][0])]
+
+
+def test_test_time_flip_is_evaluated_and_served(workdir, image_folder):
+    """export.test_time_flip: the served answer is the mean over an image and its mirror."""
+    config = load_config(None, tiny_overrides(image_folder, **{"export.test_time_flip": True}))
+    result = train.run(config, log=lambda line: None)
+    served = tf.saved_model.load(str(result.export_path)).signatures["serving_default"]
+    images = tf.constant(np.random.default_rng(0).integers(0, 255, (3, 12, 12, 1)), tf.uint8)
+    mirrored = tf.reverse(images, axis=[2])
+    plain, flipped = (served(image=batch)["probabilities"].numpy() for batch in (images, mirrored))
+    np.testing.assert_allclose(plain, flipped, atol=1e-6)  # the mean is the same either way
+    assert client_for(result).get_run(result.run_id).data.metrics["export_parity_max_abs_diff"] <= 1e-4
+
+
+def test_test_time_flip_refuses_text_before_training(workdir, tmp_path):
+    reviews = write_text_folder(tmp_path / "reviews")
+    overrides = {key: value for key, value in tiny_overrides(reviews).items()
+                 if not key.startswith("model.") and key != "data.image_size"}
+    config = load_config(None, {**overrides, "data.source": "text_folder", "data.sequence_length": 8,
+                                "model.family": "rnn", "model.units": 8, "export.test_time_flip": True})
+    with pytest.raises(ConfigError, match="export.test_time_flip mirrors images"):
+        train.run(config, log=lambda line: None)
+    client = client_for(f"sqlite:///{workdir / 'mlruns/mlflow.db'}")
+    experiment = client.get_experiment_by_name("tests")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])
 
 
 class InterruptAfter(keras.callbacks.Callback):
