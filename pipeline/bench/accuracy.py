@@ -26,6 +26,7 @@ import numpy as np
 import typer
 
 from models import get_family
+from models.test_time import flip_averaged
 from pipeline.bench.common import overrides
 from pipeline.bench.train import as_arrays
 from pipeline.config import RunConfig, load_config
@@ -58,10 +59,9 @@ class HeldOutAccuracy(keras.callbacks.Callback):
         probabilities = self.model.predict(self.images, batch_size=1000, verbose=0)
         row = {"epoch": epoch + 1, "seconds": round(paused - self.started - self.off_clock, 2),
                "val_accuracy": round(float((logs or {}).get("val_accuracy", float("nan"))), 4)}
-        if self.flip:
+        if self.flip:  # what is served: the same wrapper the export uses
             row["single_view_accuracy"] = self._accuracy(probabilities)
-            probabilities = (probabilities + self.model.predict(
-                self.images[:, :, ::-1], batch_size=1000, verbose=0)) / 2
+            probabilities = flip_averaged(self.model).predict(self.images, batch_size=1000, verbose=0)
         row["test_accuracy"] = self._accuracy(probabilities)
         self.epochs.append(row)
         self.off_clock += time.perf_counter() - paused
