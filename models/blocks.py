@@ -80,7 +80,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
     Keras 3 computes the batch's mean and variance and then normalises with separate ops,
     each a pass over the activations; TensorFlow's FusedBatchNormV3 (oneDNN on CPUs, cuDNN
     on GPUs) does it in one, forward and backward: a training step of the default CNN
-    costs about a quarter less (`make bench-train`). Inference, and every case the fused
+    cost about a quarter less on an AMX CPU, about the same with AVX2 kernels (README). Inference, and every case the fused
     kernel does not cover (synchronized statistics across workers, masks, renorm, a
     channel axis other than the last of a 4-D tensor), run Keras' own code, so a SavedModel
     holds the plain ops.
