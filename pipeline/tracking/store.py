@@ -7,6 +7,7 @@ shared server) wins over the default, and a configured URI wins over both.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import os
 import shlex
@@ -43,6 +44,25 @@ def artifact_location(uri: str) -> str | None:
         return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     return None
 
+
+@contextmanager
+def store_creation_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a SQLite store (no-op for other URIs).
+
+    MLflow creates a new SQLite store's tables on first use; two processes doing it at once
+    (two `make train` on a fresh clone) fail with "table experiments already exists".
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def source_tags() -> dict[str, str]:

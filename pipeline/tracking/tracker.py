@@ -25,6 +25,7 @@ from pipeline.tracking.store import (
     artifact_location,
     resolve_tracking_uri,
     source_tags,
+    store_creation_lock,
 )
 
 
@@ -35,9 +36,13 @@ class Tracker(ModelRegistry):
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         # Every MLflow call finishes before Ctrl-C/SIGTERM is raised (see interrupts).
-        self.client = ShieldedCalls(
-            MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri))
-        self.experiment_id = self._experiment_id(experiment)
+        # A new SQLite store's tables are created by the first calls of its tracking and
+        # registry stores: one process at a time.
+        with store_creation_lock(self.tracking_uri):
+            self.client = ShieldedCalls(
+                MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri))
+            self.experiment_id = self._experiment_id(experiment)
+            self.client.search_registered_models(max_results=1)
 
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
