@@ -68,8 +68,8 @@ def build(
     of its multiply-adds (see `make bench-train`).
 
     `fused_batch_norm` (the default) trains batch norm with TensorFlow's fused kernel: the
-    same maths in one pass, a quarter off a training step on an AMX CPU (little or nothing
-    with AVX2 kernels); false runs Keras' ops.
+    same maths in one pass, a quarter off a training step on an AMX CPU (README, Results and
+    benchmarks, gives the figures per host); false runs Keras' ops.
 
     Block i has `filters * 2**i` filters: pooling halves the resolution, so doubling the
     channels keeps the work per block roughly even while features grow more abstract.
