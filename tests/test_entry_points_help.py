@@ -28,7 +28,7 @@ sys.exit(code)
 ENTRY_POINTS = [
     ["pipeline"], ["pipeline", "train"], ["pipeline", "tune"], ["pipeline", "promote"],
     ["pipeline", "data"], ["pipeline", "config"], ["pipeline", "mlflow-links"],
-    ["pipeline.bench.tune"],
+    ["pipeline.bench.tune"], ["pipeline.bench.accuracy"], ["pipeline.bench.choices"], ["pipeline.bench.train"],
     ["serving"], ["serving.client"], ["serving.client", "predict"], ["serving.client", "status"],
     ["serving.launch"], ["serving.predict_demo"], ["serving.bench.serve"], ["serving.bench.soak"],
 ]
