@@ -23,7 +23,9 @@ import tensorflow as tf
 
 from models import get_family
 from pipeline.config import load_config
+from pipeline.fitting.hardware import host_description
 from pipeline.stages.data import make_datasets
+from serving.common import write_report
 
 PROBE_STEPS = 40
 WARMUP_STEPS = 8
@@ -129,3 +131,17 @@ def markdown(rows: list[dict]) -> str:
                      f"{row['examples_per_second']:,.0f} | {row['epoch_seconds']:.0f} s | "
                      f"{ratio} |")
     return "\n".join(lines) + "\n"
+
+
+def run(config_path: Path, others: list[Path], output_dir: Path,
+        overrides: dict | None = None) -> list[dict]:
+    """Time every variant of `config_path` (and the `others` configs); write JSON and
+    Markdown under `output_dir`; return the rows."""
+    run_config = load_config(config_path, overrides or {})
+    host = host_description()
+    rows = run_variants(config_path, run_config.data.batch_size, others, overrides)
+    table = (f"Training step time, `{config_path}`; host: {host['cpu_model']}, {host['cores']} "
+             f"cores, {host['instruction_sets']}\n\n" + markdown(rows))
+    write_report(output_dir, f"bench_choices_{run_config.name}",
+                 {"config": str(config_path), "host": host, "variants": rows}, table)
+    return rows

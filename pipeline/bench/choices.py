@@ -32,21 +32,11 @@ def main(
 ) -> None:
     """Training step time of CONFIG's model under each speed choice, one process each."""
     from pipeline.bench import _choices
-    from pipeline.config import load_config
-    from pipeline.fitting.hardware import host_description
-    from serving.common import write_report
 
     if probe_settings is not None:
         print(json.dumps(_choices.probe(json.loads(probe_settings))))
         return
-    changes = overrides(set_)
-    run_config = load_config(config, changes)
-    host = host_description()
-    rows = _choices.run_variants(config, run_config.data.batch_size, list(compare or []), changes)
-    table = (f"Training step time, `{config}`; host: {host['cpu_model']}, {host['cores']} "
-             f"cores, {host['instruction_sets']}\n\n" + _choices.markdown(rows))
-    write_report(output_dir, f"bench_choices_{run_config.name}",
-                 {"config": str(config), "host": host, "variants": rows}, table)
+    _choices.run(config, list(compare or []), output_dir, overrides(set_))
 
 
 if __name__ == "__main__":
