@@ -8,6 +8,7 @@ shared server) wins over the default, and a configured URI wins over both.
 from __future__ import annotations
 
 import fcntl
+import functools
 import getpass
 import os
 import shlex
@@ -17,6 +18,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pipeline.interrupts import shielded
 
 DEFAULT_STORE = Path("mlruns")
 PARENT_TAG = "mlflow.parentRunId"
@@ -73,14 +76,24 @@ def source_tags() -> dict[str, str]:
     tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": command,
             "mlflow.user": getpass.getuser(),
             "command": shlex.join([command, *sys.argv[1:]])[:5000]}
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.TimeoutExpired):
-        return tags
-    if commit.returncode == 0 and commit.stdout.strip():
-        tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    with shielded():  # Ctrl-C during `git` waits for it (once per process, see below)
+        commit = _git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
     return tags
+
+
+@functools.cache
+def _git_commit() -> str | None:
+    """Return the commit of this checkout, None outside git (asked once per process)."""
+    try:
+        found = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                               timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if found.returncode != 0:
+        return None
+    return found.stdout.strip() or None
 
 
 @contextmanager
