@@ -30,6 +30,27 @@ class Lineage:
     parent_run_id: str | None = None
 
 
+@dataclass(frozen=True)
+class NoteKind:
+    """What a kind of model is judged by: (label, metric key) columns, the first in bold
+    in the version note, and where its figures are among the run's artifacts."""
+
+    columns: tuple[tuple[str, str], ...]
+    figures: str
+
+
+CLASSIFIER = NoteKind(
+    columns=(("test accuracy", "test_accuracy"), ("test macro-F1", "test_macro_f1"),
+             ("test loss", "test_loss")),
+    figures="Figures: `evaluation/` (learning curves, confusion matrix) and `insights/` under "
+            "Artifacts; per-epoch curves under Model metrics.")
+LANGUAGE_MODEL = NoteKind(
+    columns=(("test bits/char", "test_bits_per_char"),
+             ("5-gram bits/char", "baseline_test_bits_per_char")),
+    figures="Per-epoch curves under Model metrics; the SavedModel's `generate` signature "
+            "writes text from a prompt.")
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -61,30 +82,34 @@ def _links(lineage: Lineage) -> list[str]:
     return links
 
 
-def run_note(lineage: Lineage, metrics: dict[str, float], seconds: float | None) -> str:
+def run_note(lineage: Lineage, metrics: dict[str, float], seconds: float | None,
+             kind: NoteKind = CLASSIFIER) -> str:
     """Return the training run's Description: its result table, then links to its outputs."""
+    labels = [label for label, _ in kind.columns]
+    values = [_metric(metrics, key) for _, key in kind.columns]
     lines = [
         f"**{lineage.model_name}** ({lineage.family}) trained on {lineage.data}.",
         "",
-        "| test accuracy | test macro-F1 | test loss | training time | host |",
-        "|---:|---:|---:|---:|---|",
-        f"| {_metric(metrics, 'test_accuracy')} | {_metric(metrics, 'test_macro_f1')} "
-        f"| {_metric(metrics, 'test_loss')} | {_duration(seconds)} | {lineage.host} |",
+        "| " + " | ".join([*labels, "training time", "host"]) + " |",
+        "|" + "---:|" * (len(labels) + 1) + "---|",
+        "| " + " | ".join([*values, _duration(seconds), lineage.host]) + " |",
         "",
         " · ".join(_links(lineage)) or "not exported",
         "",
-        "Figures: `evaluation/` (learning curves, confusion matrix) and `insights/` under "
-        "Artifacts; per-epoch curves under Model metrics.",
+        kind.figures,
     ]
     return "\n".join(lines) + "\n"
 
 
-def version_note(lineage: Lineage, metrics: dict[str, float]) -> str:
+def version_note(lineage: Lineage, metrics: dict[str, float],
+                 kind: NoteKind = CLASSIFIER) -> str:
     """Return a registered version's description: its test metrics and where it came from."""
     experiment = f"#/experiments/{lineage.experiment_id}"
+    (first_label, first_key), *rest = kind.columns
+    headline = " · ".join([f"{first_label} **{_metric(metrics, first_key)}**",
+                           *(f"{label} {_metric(metrics, key)}" for label, key in rest)])
     lines = [
-        f"test accuracy **{_metric(metrics, 'test_accuracy')}** · macro-F1 "
-        f"{_metric(metrics, 'test_macro_f1')} · test loss {_metric(metrics, 'test_loss')}",
+        headline,
         "",
         f"- trained by run [{lineage.run_name}]({experiment}/runs/{lineage.run_id}) "
         f"({lineage.family}, config fingerprint `{lineage.config_fingerprint}`)",

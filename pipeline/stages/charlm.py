@@ -21,6 +21,8 @@ from models.charlm import BOS
 from models.spec import InputSpec
 from pipeline.config import RunConfig
 from pipeline.fitting.hardware import configured
+from pipeline.reports.run_notes import LANGUAGE_MODEL
+from pipeline.stages import publish
 from pipeline.stages.baseline import CharNgram
 from pipeline.stages.data import load_source
 from pipeline.stages.publish import TrainResult, check_version_free
@@ -68,61 +70,66 @@ def bits_per_char(model: keras.Model, batches: tf.data.Dataset) -> float:
 
 
 def run(config: RunConfig, log=print):
-    """Train, measure bits/char against the n-gram, export and register; return a TrainResult."""
+    """Train, measure bits/char against the n-gram, export and register; return a TrainResult.
+
+    The run gets what a classifier's gets (publish.py): the SavedModel as an MLflow logged
+    model and registered version, its lineage in assets.extra/, and a Description.
+    """
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     check_version_free(config, tracker)
-    tags = {"model_name": config.name, "model_family": config.model.family}
-    with configured(config.train, config.seed), \
-            tracker.run(config.name, tags=tags) as mlflow_run:
-        mlflow_run.log_params(config.flat())
+    tags = {"model_name": config.name, "model_family": config.model.family,
+            "config_fingerprint": config.fingerprint()}
+    with configured(config.train, config.seed):
+        # Data first: records that cannot be found or read leave no FAILED run behind.
         source = load_source(config.data, config.seed)
-        mlflow_run.log_params({f"dataset.{key}": value for key, value in source.identity.items()})
         texts = {split: _texts(source, split) for split in ("train", "validation", "test")}
-        characters = character_vocabulary(texts["train"], config.data.vocabulary_size)
-        lookup = keras.layers.StringLookup(vocabulary=[BOS, *characters], mask_token="",
-                                           oov_token="[UNK]")
-        batches = {split: make_pairs(items, lookup, config.data.sequence_length,
-                                     config.data.batch_size, split == "train", config.seed)
-                   for split, items in texts.items()}
-        log(f"MLflow run {mlflow_run.run_id}; {len(characters)} characters, records: "
-            + ", ".join(f"{split} {len(items)}" for split, items in texts.items()))
-        keras.utils.set_random_seed(config.seed)
-        input_spec = InputSpec.text(characters, config.data.sequence_length, "character")
-        model = get_family("charlm").build(input_spec, lookup.vocabulary_size(),
-                                           **config.model.params)
-        started = time.perf_counter()
-        model.fit(batches["train"], validation_data=batches["validation"],
-                  epochs=config.train.epochs, verbose=2, shuffle=False,  # tf.data shuffles
-                  callbacks=[MetricsCallback(mlflow_run)])
-        metrics = {"fit_seconds": time.perf_counter() - started,
-                   "test_bits_per_char": bits_per_char(model, batches["test"])}
-        truncated = [text[:config.data.sequence_length] for text in texts["test"]]
-        ngram = CharNgram(order=5).fit(texts["train"])
-        metrics["baseline_test_bits_per_char"] = ngram.bits_per_char(truncated)
-        mlflow_run.log_metrics(metrics)
-        log(f"test bits/char {metrics['test_bits_per_char']:.3f} (5-gram baseline "
-            f"{metrics['baseline_test_bits_per_char']:.3f})")
-        path, version = _publish(model, characters, config, tracker, mlflow_run)
-        log(f"exported {path}")
+        with tracker.run(f"{config.name} · {config.model.family} · train",
+                         tags=tags) as mlflow_run:
+            metrics, path, version = _train(config, tracker, mlflow_run, source.identity,
+                                            texts, log)
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
                        experiment=config.tracking.experiment, metrics=metrics,
                        export_path=path, model_version=version, resumed=False)
 
 
-def _publish(model, characters, config: RunConfig, tracker: Tracker, mlflow_run):
-    if not config.export.enabled:
-        return None, None
-    model_dir = config.export.base_dir / config.name
-    staged = export.StagedExport(export_generator(model, characters, model_dir), model_dir, 0.0)
-    try:
-        mlflow_run.log_artifact(staged.path, "saved_model")
-        version = (tracker.register(config.name, mlflow_run, "saved_model")
-                   if config.tracking.register_model
-                   else max(export.version_dirs(model_dir), default=0) + 1)
-        path = export.publish(staged, version)
-    except BaseException:
-        export.discard(staged)
-        raise
-    mlflow_run.set_tags({"export_path": str(path.resolve()), "model_version": version})
-    return path, version
-
+def _train(config: RunConfig, tracker: Tracker, mlflow_run, identity: dict,
+           texts: dict[str, list[str]], log):
+    mlflow_run.log_params(config.flat())
+    mlflow_run.log_params({f"dataset.{key}": value for key, value in identity.items()})
+    mlflow_run.log_params({f"dataset.{split}_examples": len(items)
+                           for split, items in texts.items()})
+    characters = character_vocabulary(texts["train"], config.data.vocabulary_size)
+    lookup = keras.layers.StringLookup(vocabulary=[BOS, *characters], mask_token="",
+                                       oov_token="[UNK]")
+    batches = {split: make_pairs(items, lookup, config.data.sequence_length,
+                                 config.data.batch_size, split == "train", config.seed)
+               for split, items in texts.items()}
+    log(f"MLflow run {mlflow_run.run_id}; {len(characters)} characters, records: "
+        + ", ".join(f"{split} {len(items)}" for split, items in texts.items()))
+    keras.utils.set_random_seed(config.seed)
+    input_spec = InputSpec.text(characters, config.data.sequence_length, "character")
+    model = get_family("charlm").build(input_spec, lookup.vocabulary_size(),
+                                       **config.model.params)
+    mlflow_run.log_metrics({"parameters": model.count_params()})
+    started = time.perf_counter()
+    model.fit(batches["train"], validation_data=batches["validation"],
+              epochs=config.train.epochs, verbose=2, shuffle=False,  # tf.data shuffles
+              callbacks=[MetricsCallback(mlflow_run)])
+    metrics = {"test_bits_per_char": bits_per_char(model, batches["test"])}
+    mlflow_run.log_metrics({"fit_seconds": time.perf_counter() - started})
+    truncated = [text[:config.data.sequence_length] for text in texts["test"]]
+    ngram = CharNgram(order=5).fit(texts["train"])
+    metrics["baseline_test_bits_per_char"] = ngram.bits_per_char(truncated)
+    mlflow_run.log_metrics(metrics)
+    log(f"test bits/char {metrics['test_bits_per_char']:.3f} (5-gram baseline "
+        f"{metrics['baseline_test_bits_per_char']:.3f})")
+    path = version = model_id = None
+    if config.export.enabled:
+        model_dir = config.export.base_dir / config.name
+        staged = export.StagedExport(export_generator(model, characters, model_dir),
+                                     model_dir, 0.0)
+        path, version, model_id = publish.publish_staged(staged, config, tracker, mlflow_run,
+                                                         metrics, log)
+    publish.describe(config, identity, tracker, mlflow_run, metrics, path, version, model_id,
+                     LANGUAGE_MODEL)
+    return metrics, path, version

@@ -19,7 +19,14 @@ from models.test_time import flip_averaged
 from pipeline.config import ConfigError, RunConfig
 from pipeline.fitting.hardware import serving_copy
 from pipeline.reports.insights import log_insights
-from pipeline.reports.run_notes import Lineage, host_line, run_note, version_note
+from pipeline.reports.run_notes import (
+    CLASSIFIER,
+    Lineage,
+    NoteKind,
+    host_line,
+    run_note,
+    version_note,
+)
 from pipeline.stages import baseline, evaluate
 from pipeline.stages.data import Datasets
 from pipeline.tracking import PARENT_TAG, Run, Tracker
@@ -55,7 +62,8 @@ def run(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,
         _log_insights(serving_model, data, mlflow_run, log)
     export_path, version, model_id = _export(served, data, config, tracker, mlflow_run,
                                              metrics, log)
-    _describe(config, data, tracker, mlflow_run, metrics, export_path, version, model_id)
+    describe(config, data.identity, tracker, mlflow_run, metrics, export_path, version,
+             model_id)
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
                        experiment=config.tracking.experiment, metrics=metrics,
                        export_path=export_path, model_version=version, resumed=False)
@@ -107,8 +115,7 @@ def _serving_model(model: keras.Model, data: Datasets, config: RunConfig,
 def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,
             mlflow_run: Run, metrics: dict[str, float], log
             ) -> tuple[Path | None, int | None, str | None]:
-    """Stage, verify, log, register and publish the SavedModel; return (folder, version,
-    MLflow logged model id)."""
+    """Stage and verify the SavedModel, then publish it (see `publish_staged`)."""
     if not config.export.enabled:
         return None, None, None
     count = max(config.export.parity_examples, *config.export.warmup_batch_sizes)
@@ -118,10 +125,21 @@ def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Trac
         input_spec=data.input_spec, class_names=data.class_names, sample_inputs=sample_inputs,
         warmup_batch_sizes=config.export.warmup_batch_sizes,
         parity_tolerance=config.export.parity_tolerance)
+    return publish_staged(staged, config, tracker, mlflow_run, metrics, log,
+                          parity=staged.parity_max_abs_diff)
+
+
+def publish_staged(staged: export.StagedExport, config: RunConfig, tracker: Tracker,
+                   mlflow_run: Run, metrics: dict[str, float], log,
+                   parity: float | None = None) -> tuple[Path, int, str]:
+    """Log a staged SavedModel (artifact and MLflow logged model), register it, write its
+    lineage and rename it into saved_models/<name>/<version>; return (folder, version,
+    logged model id). A failure on the way undoes every step and re-raises."""
     registered: int | None = None
     model_id: str | None = None
     try:
-        mlflow_run.log_metrics({"export_parity_max_abs_diff": staged.parity_max_abs_diff})
+        if parity is not None:
+            mlflow_run.log_metrics({"export_parity_max_abs_diff": parity})
         mlflow_run.log_artifact(staged.path, "saved_model")
         model_id = tracker.log_model(
             mlflow_run, staged.path, config.name, metrics=metrics, model_type=config.model.family,
@@ -149,16 +167,19 @@ def _export(model: keras.Model, data: Datasets, config: RunConfig, tracker: Trac
                                       "model_version": version})
     if registered is not None:  # the registry links the version to the folder that is served
         tracker.tag_version(config.name, registered, "export_path", str(path.resolve()))
-    log(f"exported {path} (parity max |diff| {staged.parity_max_abs_diff:.2g})")
+    log(f"exported {path}" + (f" (parity max |diff| {parity:.2g})" if parity is not None else ""))
     return path, version, model_id
 
 
-def _describe(config: RunConfig, data: Datasets, tracker: Tracker, mlflow_run: Run,
-              metrics: dict[str, float], export_path: Path | None, version: int | None,
-              model_id: str | None) -> None:
-    """Write the run's Description and its registered version's, for review in the UI."""
+def describe(config: RunConfig, identity: dict, tracker: Tracker, mlflow_run: Run,
+             metrics: dict[str, float], export_path: Path | None, version: int | None,
+             model_id: str | None, kind: NoteKind = CLASSIFIER) -> None:
+    """Write the run's Description and its registered version's, for review in the UI.
+
+    `identity` is the data set's (origin, name, version or checksum); `kind` picks the
+    headline metrics (a classifier's accuracy, a language model's bits per character).
+    """
     recorded = mlflow_run.fetch()
-    identity = data.identity
     cpu = cpu_description()
     lineage = Lineage(
         model_name=config.name, family=config.model.family,
@@ -170,6 +191,8 @@ def _describe(config: RunConfig, data: Datasets, tracker: Tracker, mlflow_run: R
         host=host_line(str(cpu["cpu_model"]), cpu["cores"]), export_path=export_path,
         version=version if config.tracking.register_model else None, model_id=model_id,
         parent_run_id=recorded.data.tags.get(PARENT_TAG))
-    mlflow_run.set_description(run_note(lineage, metrics, recorded.data.metrics.get("fit_seconds")))
+    mlflow_run.set_description(
+        run_note(lineage, metrics, recorded.data.metrics.get("fit_seconds"), kind))
     if lineage.version is not None:
-        tracker.describe_version(config.name, lineage.version, version_note(lineage, metrics))
+        tracker.describe_version(config.name, lineage.version,
+                                 version_note(lineage, metrics, kind))

@@ -10,12 +10,15 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from mlflow import MlflowClient
 
 from pipeline.config import load_config
 from pipeline.sources import FORTUNES_DIR
 from pipeline.stages import train as train_stage
 from pipeline.stages.baseline import CharNgram
+from pipeline.tracking import NOTE_TAG
 from serving.client import GrpcClient, RestClient
+from serving.common import read_lineage
 from tests.serving.serving_fixtures import REPO
 
 pytestmark = pytest.mark.skipif(not (FORTUNES_DIR / "fortunes").is_file(),
@@ -41,6 +44,24 @@ def test_bits_per_char_and_the_ngram_baseline_are_logged(charlm):
     assert 0 < result.metrics["baseline_test_bits_per_char"] < 8
     assert 0 < result.metrics["test_bits_per_char"] < 8
     assert result.model_version == 1 and result.export_path.name == "1"
+
+
+def test_the_run_has_a_logged_model_a_lineage_and_descriptions(charlm):
+    config, result = charlm
+    client = MlflowClient(tracking_uri=config.tracking.tracking_uri,
+                          registry_uri=config.tracking.tracking_uri)
+    run = client.get_run(result.run_id)
+    [output] = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.model_type == "charlm" and model.tags["model_version"] == "1"
+    version = client.get_model_version(config.name, "1")
+    assert version.source == f"models:/{model.model_id}" and version.run_id == result.run_id
+    assert read_lineage(result.export_path)["run_id"] == result.run_id
+    bits = f"{result.metrics['test_bits_per_char']:.4f}"
+    assert "| test bits/char | 5-gram bits/char | training time | host |" in run.data.tags[NOTE_TAG]
+    assert bits in run.data.tags[NOTE_TAG] and f"test bits/char **{bits}**" in version.description
+    assert run.info.run_name == f"{config.name} · charlm · train"
+    assert int(run.data.params["dataset.train_examples"]) > 0 and run.data.metrics["fit_seconds"] > 0
 
 
 def test_ngram_probabilities_sum_to_one():
