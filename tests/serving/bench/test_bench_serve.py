@@ -36,3 +36,26 @@ def test_bench_interleaves_paths_in_rotating_order():
                                         count=3, warmup=1)
     assert order == list("abc" "abc" "bca" "cab")  # the warm-up round, then one rotation per round
     assert {name: len(timings) for name, timings in samples.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def _cell(clients: int, rps: float, p50: float) -> dict:
+    return {"clients": clients, "throughput_rps": rps, "p50_ms": p50, "p99_ms": 2 * p50,
+            "client_cpu_ms_per_request": 0.3, "server_cpu_ms_per_request": 0.6}
+
+
+def test_the_targets_are_not_measured_without_their_cells():
+    # `--concurrency 8`: no 1- or 32-client cells, so neither target can be judged.
+    from serving.bench import load_matrix
+
+    results = {"concurrency": [8], "host": {"cores": 2}, "echo": {},
+               "ceiling": {"single": {"images_per_s": 2000.0},
+                           "batched": {"batch": 32, "images_per_s": 9000.0, "cpu_ms_per_image": 0.2}},
+               "load": {"grpc batching off x8": _cell(8, 700.0, 11.0),
+                        "grpc batching on x8": _cell(8, 900.0, 9.0)}}
+    results["analysis"] = load_matrix.analyse(results, 2000, lambda batch: 0.2)
+    targets = results["analysis"]["targets"]
+    assert targets["grpc_x32_on_over_off"] is None and targets["throughput_met"] is None
+    assert targets["grpc_x1_p50_on_minus_off_ms"] is None and targets["latency_met"] is None
+    assert results["analysis"]["breakdown"]["on"]["throughput_rps"] == 900.0
+    table = load_matrix.markdown(results)
+    assert "not measured: --concurrency has no 32" in table and "not measured: --concurrency has no 1" in table
