@@ -75,6 +75,7 @@ def run(config: RunConfig, log=print):
     The run gets what a classifier's gets (publish.py): the SavedModel as an MLflow logged
     model and registered version, its lineage in assets.extra/, and a Description.
     """
+    started = time.perf_counter()
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     check_version_free(config, tracker)
     tags = {"model_name": config.name, "model_family": config.model.family,
@@ -83,17 +84,24 @@ def run(config: RunConfig, log=print):
         # Data first: records that cannot be found or read leave no FAILED run behind.
         source = load_source(config.data, config.seed)
         texts = {split: _texts(source, split) for split in ("train", "validation", "test")}
+        seconds = {"data": time.perf_counter() - started}
         with tracker.run(f"{config.name} · {config.model.family} · train",
                          tags=tags) as mlflow_run:
             metrics, path, version = _train(config, tracker, mlflow_run, source.identity,
-                                            texts, log)
+                                            texts, log, seconds)
+            seconds["total"] = time.perf_counter() - started
+            mlflow_run.log_metrics({"data_seconds": seconds["data"],
+                                    "publish_seconds": seconds["evaluate+export"],
+                                    "total_seconds": seconds["total"]})
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
                        experiment=config.tracking.experiment, metrics=metrics,
-                       export_path=path, model_version=version, resumed=False)
+                       export_path=path, model_version=version, resumed=False,
+                       seconds=seconds)
 
 
 def _train(config: RunConfig, tracker: Tracker, mlflow_run, identity: dict,
-           texts: dict[str, list[str]], log):
+           texts: dict[str, list[str]], log, seconds: dict[str, float]):
+    """Fit, measure and publish inside the open run; add the parts' wall times to `seconds`."""
     mlflow_run.log_params(config.flat())
     mlflow_run.log_params({f"dataset.{key}": value for key, value in identity.items()})
     mlflow_run.log_params({f"dataset.{split}_examples": len(items)
@@ -115,8 +123,10 @@ def _train(config: RunConfig, tracker: Tracker, mlflow_run, identity: dict,
     model.fit(batches["train"], validation_data=batches["validation"],
               epochs=config.train.epochs, verbose=2, shuffle=False,  # tf.data shuffles
               callbacks=[MetricsCallback(mlflow_run)])
+    seconds["fit"] = time.perf_counter() - started
+    mlflow_run.log_metrics({"fit_seconds": seconds["fit"]})
+    started = time.perf_counter()
     metrics = {"test_bits_per_char": bits_per_char(model, batches["test"])}
-    mlflow_run.log_metrics({"fit_seconds": time.perf_counter() - started})
     truncated = [text[:config.data.sequence_length] for text in texts["test"]]
     ngram = CharNgram(order=5).fit(texts["train"])
     metrics["baseline_test_bits_per_char"] = ngram.bits_per_char(truncated)
@@ -132,4 +142,5 @@ def _train(config: RunConfig, tracker: Tracker, mlflow_run, identity: dict,
                                                          metrics, log)
     publish.describe(config, identity, tracker, mlflow_run, metrics, path, version, model_id,
                      LANGUAGE_MODEL)
+    seconds["evaluate+export"] = time.perf_counter() - started
     return metrics, path, version

@@ -8,7 +8,7 @@ folder, the registered version and the logged model, so nothing is left half-pub
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -43,6 +43,7 @@ class TrainResult:
     export_path: Path | None
     model_version: int | None
     resumed: bool
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part of the run
 
 
 def run(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,

@@ -107,6 +107,7 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
            run_name: str | None, chief_workdir: Path | None = None) -> publish.TrainResult:
     """Run the stage; `chief_workdir` is set on a non-chief worker, whose own paths are
     temporary: it resumes from the chief's backup and ends with its best weights."""
+    started = time.perf_counter()
     config = for_accelerators(config, hardware)
     tracker = Tracker(config.tracking.tracking_uri, config.tracking.experiment)
     workdir = config.train.checkpoint_dir / config.name
@@ -118,6 +119,7 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
             "config_fingerprint": config.fingerprint()}
     # Data first: data that cannot be found or read leaves no FAILED run behind.
     data = make_datasets(config.data, config.seed)
+    seconds = {"data": time.perf_counter() - started}
     publish.check_test_time_flip(config, data)
     if hardware.worker:
         data = replace(data, train=multi_worker.shard_by_data(data.train),
@@ -143,10 +145,17 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
         _log_hardware(mlflow_run, hardware, set_jit_compile(model, config.train.jit_compile))
         mlflow_run.log_text(_summary(model), "model_summary.txt")
         mlflow_run.log_metrics({"parameters": model.count_params()})
-        _fit(model, data, config, mlflow_run, workdir, log, callbacks, hardware, chief_workdir)
+        seconds["fit"] = _fit(model, data, config, mlflow_run, workdir, log, callbacks,
+                                   hardware, chief_workdir)
+        publish_started = time.perf_counter()
         result = publish.run(model, data, config, tracker, mlflow_run, log)
+        seconds["evaluate+export"] = time.perf_counter() - publish_started
+        seconds["total"] = time.perf_counter() - started
+        mlflow_run.log_metrics({"data_seconds": seconds["data"],
+                                "publish_seconds": seconds["evaluate+export"],
+                                "total_seconds": seconds["total"]})
     shutil.rmtree(workdir, ignore_errors=True)
-    return replace(result, resumed=resume_id is not None)
+    return replace(result, resumed=resume_id is not None, seconds=seconds)
 
 
 def _resumable_run(config: RunConfig, tracker: Tracker, workdir: Path,
@@ -212,7 +221,8 @@ def make_callbacks(model: keras.Model, data: Datasets, config: RunConfig, mlflow
 
 def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
          workdir: Path, log, extra: Sequence[keras.callbacks.Callback],
-         hardware: Hardware, chief_workdir: Path | None) -> None:
+         hardware: Hardware, chief_workdir: Path | None) -> float:
+    """Fit, then load the best epoch's weights; return the fit's wall time in seconds."""
     callbacks = make_callbacks(model, data, config, mlflow_run, workdir, chief_workdir) + list(extra)
     if hardware.worker:  # the chief has decided whether to resume (and cleared its folder if not)
         multi_worker.barrier(hardware.strategy)
@@ -220,13 +230,15 @@ def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
     model.fit(data.train, validation_data=data.validation, epochs=config.train.epochs,
               callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
               verbose=1 if _interactive() else 2)
-    mlflow_run.log_metrics({"fit_seconds": time.perf_counter() - started})
+    fit_seconds = time.perf_counter() - started
+    mlflow_run.log_metrics({"fit_seconds": fit_seconds})
     if hardware.worker:  # the chief's best-epoch weights are written
         multi_worker.barrier(hardware.strategy)
     best_weights = (chief_workdir or workdir) / "best.weights.h5"
     if best_weights.exists():
         model.load_weights(str(best_weights))
         log(f"restored the best epoch's weights ({config.train.monitor})")
+    return fit_seconds
 
 
 def _interactive() -> bool:
@@ -235,7 +247,12 @@ def _interactive() -> bool:
 
 def describe(result: publish.TrainResult) -> dict[str, Any]:
     """Return the result as plain values, for printing and JSON."""
-    return {"run_id": result.run_id, "tracking_uri": result.tracking_uri,
-            "experiment": result.experiment, "resumed": result.resumed,
-            "export_path": str(result.export_path) if result.export_path else None,
-            "model_version": result.model_version, **result.metrics}
+    summary = {"run_id": result.run_id, "tracking_uri": result.tracking_uri,
+               "experiment": result.experiment, "resumed": result.resumed,
+               "export_path": str(result.export_path) if result.export_path else None,
+               "model_version": result.model_version, **result.metrics}
+    if result.seconds:  # where this command's time went (the import of TensorFlow aside)
+        summary["wall time"] = " · ".join(
+            f"{part} {int(value) // 60}:{int(value) % 60:02d}"
+            for part, value in result.seconds.items())
+    return summary
