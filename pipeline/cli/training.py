@@ -52,7 +52,10 @@ def _print_result(summary: dict[str, Any]) -> None:
 
     table = Table(show_header=False, title="training run")
     for key, value in summary.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        if key.endswith("_seconds"):  # where the command's time went
+            table.add_row(key, f"{value:.1f} s")
+        else:
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
 
 

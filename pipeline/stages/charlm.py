@@ -25,7 +25,7 @@ from pipeline.reports.run_notes import LANGUAGE_MODEL
 from pipeline.stages import publish
 from pipeline.stages.baseline import CharNgram
 from pipeline.stages.data import load_source
-from pipeline.stages.publish import TrainResult, check_version_free
+from pipeline.stages.publish import SECONDS_METRICS, TrainResult, check_version_free
 from pipeline.tracking import MetricsCallback, Tracker
 from serving import export
 from serving.generator import export_generator
@@ -90,9 +90,8 @@ def run(config: RunConfig, log=print):
             metrics, path, version = _train(config, tracker, mlflow_run, source.identity,
                                             texts, log, seconds)
             seconds["total"] = time.perf_counter() - started
-            mlflow_run.log_metrics({"data_seconds": seconds["data"],
-                                    "publish_seconds": seconds["evaluate+export"],
-                                    "total_seconds": seconds["total"]})
+            mlflow_run.log_metrics({SECONDS_METRICS[part]: seconds[part]
+                                    for part in ("data", "evaluate+export", "total")})
     return TrainResult(run_id=mlflow_run.run_id, tracking_uri=tracker.tracking_uri,
                        experiment=config.tracking.experiment, metrics=metrics,
                        export_path=path, model_version=version, resumed=False,
@@ -124,7 +123,7 @@ def _train(config: RunConfig, tracker: Tracker, mlflow_run, identity: dict,
               epochs=config.train.epochs, verbose=2, shuffle=False,  # tf.data shuffles
               callbacks=[MetricsCallback(mlflow_run)])
     seconds["fit"] = time.perf_counter() - started
-    mlflow_run.log_metrics({"fit_seconds": seconds["fit"]})
+    mlflow_run.log_metrics({SECONDS_METRICS["fit"]: seconds["fit"]})
     started = time.perf_counter()
     metrics = {"test_bits_per_char": bits_per_char(model, batches["test"])}
     truncated = [text[:config.data.sequence_length] for text in texts["test"]]

@@ -33,6 +33,10 @@ from pipeline.tracking import PARENT_TAG, Run, Tracker
 from serving import export
 from serving.common import cpu_description
 
+# The parts of a training command's wall time, and the MLflow metric each is logged as.
+SECONDS_METRICS = {"data": "data_seconds", "fit": "fit_seconds",
+                   "evaluate+export": "publish_seconds", "total": "total_seconds"}
+
 
 @dataclass(frozen=True)
 class TrainResult:

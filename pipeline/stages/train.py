@@ -151,9 +151,8 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
         result = publish.run(model, data, config, tracker, mlflow_run, log)
         seconds["evaluate+export"] = time.perf_counter() - publish_started
         seconds["total"] = time.perf_counter() - started
-        mlflow_run.log_metrics({"data_seconds": seconds["data"],
-                                "publish_seconds": seconds["evaluate+export"],
-                                "total_seconds": seconds["total"]})
+        mlflow_run.log_metrics({publish.SECONDS_METRICS[part]: seconds[part]
+                                for part in ("data", "evaluate+export", "total")})
     shutil.rmtree(workdir, ignore_errors=True)
     return replace(result, resumed=resume_id is not None, seconds=seconds)
 
@@ -231,7 +230,7 @@ def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
               callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
               verbose=1 if _interactive() else 2)
     fit_seconds = time.perf_counter() - started
-    mlflow_run.log_metrics({"fit_seconds": fit_seconds})
+    mlflow_run.log_metrics({publish.SECONDS_METRICS["fit"]: fit_seconds})
     if hardware.worker:  # the chief's best-epoch weights are written
         multi_worker.barrier(hardware.strategy)
     best_weights = (chief_workdir or workdir) / "best.weights.h5"
@@ -251,8 +250,7 @@ def describe(result: publish.TrainResult) -> dict[str, Any]:
                "experiment": result.experiment, "resumed": result.resumed,
                "export_path": str(result.export_path) if result.export_path else None,
                "model_version": result.model_version, **result.metrics}
-    if result.seconds:  # where this command's time went (the import of TensorFlow aside)
-        summary["wall time"] = " · ".join(
-            f"{part} {int(value) // 60}:{int(value) % 60:02d}"
-            for part, value in result.seconds.items())
+    # Where this command's time went (the import of TensorFlow aside), as logged in MLflow.
+    summary.update({publish.SECONDS_METRICS[part]: round(value, 1)
+                    for part, value in result.seconds.items()})
     return summary
