@@ -33,10 +33,6 @@ from pipeline.tracking import PARENT_TAG, Run, Tracker
 from serving import export
 from serving.common import cpu_description
 
-# The parts of a training command's wall time, and the MLflow metric each is logged as.
-SECONDS_METRICS = {"data": "data_seconds", "fit": "fit_seconds",
-                   "evaluate+export": "publish_seconds", "total": "total_seconds"}
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -47,7 +43,9 @@ class TrainResult:
     export_path: Path | None
     model_version: int | None
     resumed: bool
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time per part of the run
+    # Wall time per part, named as logged in MLflow: data_seconds, fit_seconds,
+    # publish_seconds (evaluation and export), total_seconds.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def run(model: keras.Model, data: Datasets, config: RunConfig, tracker: Tracker,

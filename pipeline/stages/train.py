@@ -119,7 +119,7 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
             "config_fingerprint": config.fingerprint()}
     # Data first: data that cannot be found or read leaves no FAILED run behind.
     data = make_datasets(config.data, config.seed)
-    seconds = {"data": time.perf_counter() - started}
+    seconds = {"data_seconds": time.perf_counter() - started}
     publish.check_test_time_flip(config, data)
     if hardware.worker:
         data = replace(data, train=multi_worker.shard_by_data(data.train),
@@ -145,14 +145,15 @@ def _train(config: RunConfig, hardware: Hardware, log, callbacks, parent_run_id,
         _log_hardware(mlflow_run, hardware, set_jit_compile(model, config.train.jit_compile))
         mlflow_run.log_text(_summary(model), "model_summary.txt")
         mlflow_run.log_metrics({"parameters": model.count_params()})
-        seconds["fit"] = _fit(model, data, config, mlflow_run, workdir, log, callbacks,
-                                   hardware, chief_workdir)
+        seconds["fit_seconds"] = _fit(model, data, config, mlflow_run, workdir, log,
+                                      callbacks, hardware, chief_workdir)
+        mlflow_run.log_metrics(seconds)  # data and fit so far; the run note reads fit_seconds
         publish_started = time.perf_counter()
         result = publish.run(model, data, config, tracker, mlflow_run, log)
-        seconds["evaluate+export"] = time.perf_counter() - publish_started
-        seconds["total"] = time.perf_counter() - started
-        mlflow_run.log_metrics({publish.SECONDS_METRICS[part]: seconds[part]
-                                for part in ("data", "evaluate+export", "total")})
+        seconds["publish_seconds"] = time.perf_counter() - publish_started
+        seconds["total_seconds"] = time.perf_counter() - started
+        mlflow_run.log_metrics({name: seconds[name] for name in ("publish_seconds",
+                                                                 "total_seconds")})
     shutil.rmtree(workdir, ignore_errors=True)
     return replace(result, resumed=resume_id is not None, seconds=seconds)
 
@@ -230,7 +231,6 @@ def _fit(model: keras.Model, data: Datasets, config: RunConfig, mlflow_run: Run,
               callbacks=callbacks, shuffle=False,  # tf.data shuffles, seeded
               verbose=1 if _interactive() else 2)
     fit_seconds = time.perf_counter() - started
-    mlflow_run.log_metrics({publish.SECONDS_METRICS["fit"]: fit_seconds})
     if hardware.worker:  # the chief's best-epoch weights are written
         multi_worker.barrier(hardware.strategy)
     best_weights = (chief_workdir or workdir) / "best.weights.h5"
@@ -251,6 +251,5 @@ def describe(result: publish.TrainResult) -> dict[str, Any]:
                "export_path": str(result.export_path) if result.export_path else None,
                "model_version": result.model_version, **result.metrics}
     # Where this command's time went (the import of TensorFlow aside), as logged in MLflow.
-    summary.update({publish.SECONDS_METRICS[part]: round(value, 1)
-                    for part, value in result.seconds.items()})
+    summary.update({name: round(value, 1) for name, value in result.seconds.items()})
     return summary
