@@ -24,6 +24,7 @@ import tensorflow as tf
 from models import get_family
 from pipeline.config import load_config
 from pipeline.fitting.hardware import host_description
+from pipeline.kernels import ENV
 from pipeline.stages.data import make_datasets
 from serving.common import write_report
 
@@ -36,8 +37,10 @@ def variants(config_path: Path, batch_size: int, others: list[Path],
     """Return the probes to run: a label, environment, and settings for `probe`."""
     base = {"config": str(config_path), "overrides": overrides or {}, "batch_size": batch_size,
             "jit_compile": False, "precision": "float32", "intra_op": 0, "inter_op": 0}
+    # the variants inherit this process's TF_ENABLE_ONEDNN_OPTS (`prefer_onednn` sets it)
+    onednn = "off" if os.environ.get(ENV) == "0" else "on"
     rows = [
-        ("default: float32, oneDNN on, no XLA, TF's thread defaults", {}, {}),
+        (f"default: float32, oneDNN {onednn}, no XLA, TF's thread defaults", {}, {}),
         ("XLA jit_compile=True", {}, {"jit_compile": True}),
         ("oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)", {"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
         ("threads: intra_op=cores, inter_op=1", {}, {"intra_op": os.cpu_count(), "inter_op": 1}),

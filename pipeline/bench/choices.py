@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from pipeline.bench.common import overrides
+from pipeline.kernels import prefer_onednn
 
 
 def __getattr__(name: str):
@@ -40,4 +41,5 @@ def main(
 
 
 if __name__ == "__main__":
+    prefer_onednn()  # before TensorFlow is imported, as `python -m pipeline` does
     typer.run(main)

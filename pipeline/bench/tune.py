@@ -17,6 +17,7 @@ import numpy as np
 import typer
 
 from pipeline.bench.common import overrides
+from pipeline.kernels import prefer_onednn
 from serving.common import write_report
 
 
@@ -82,4 +83,5 @@ def main(
 
 
 if __name__ == "__main__":
+    prefer_onednn()  # before TensorFlow is imported, as `python -m pipeline` does
     typer.run(main)

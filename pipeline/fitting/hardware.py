@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ import tensorflow as tf
 
 from pipeline.config import RunConfig, TrainConfig
 from pipeline.fitting import multi_worker
+from pipeline.kernels import describe_onednn
 from serving.common import cpu_description
 
 BFLOAT16_MIN_SPEEDUP = 1.1  # below this, bfloat16's rounding is not worth it
@@ -37,7 +37,8 @@ class Hardware:
         reason = f" ({self.precision_reason})" if self.precision_reason else ""
         place = f" | worker {self.worker.index} of {self.worker.count}" if self.worker else ""
         return (f"{', '.join(self.devices)}{place} | {type(self.strategy).__name__} "
-                f"({self.strategy.num_replicas_in_sync} replica(s)) | {precision}{reason}")
+                f"({self.strategy.num_replicas_in_sync} replica(s)) | {precision}{reason} | "
+                f"oneDNN {describe_onednn()}")
 
 
 def _gpu_precision(gpus: list) -> str | None:
@@ -216,4 +217,4 @@ def host_description() -> dict[str, object]:
     return {**cpu_description(), "gpus": gpus,
             "precision": keras.mixed_precision.global_policy().name,
             "tensorflow": tf.__version__,
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}
+            "onednn": describe_onednn()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -188,7 +190,9 @@ def test_an_existing_version_folder_is_never_overwritten(workdir, image_folder):
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd,
+    """Run `python -m pipeline` as a user would, with the CLI's own choice of CPU kernels."""
+    environment = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -212,6 +216,11 @@ def test_cli_trains_with_flag_overrides(workdir, image_folder):
     client = client_for(f"sqlite:///{workdir / 'mlruns/mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert run.data.params["train.epochs"] == "1" and run.data.params["data.batch_size"] == "8"
+    # oneDNN's kernels on every x86-64 CPU, where TensorFlow alone keeps them off without
+    # AVX512_VNNI/BF16 or AMX; said in the run's first line and tagged
+    if platform.machine() == "x86_64":
+        assert run.data.tags["hardware.onednn"] == "on (TF_ENABLE_ONEDNN_OPTS=1)"
+        assert "oneDNN on (TF_ENABLE_ONEDNN_OPTS=1)" in done.stdout
 
 
 def test_cli_missing_data_folder_is_one_line_and_leaves_no_run(workdir, tmp_path):
