@@ -3,8 +3,8 @@ turns them on by itself.
 
 TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it is imported, and when it is unset
 runs oneDNN only on CPUs with AVX512_VNNI, AVX512_BF16 or AMX. On a CPU with AVX2 alone it
-falls back to its own (Eigen) kernels, which run the default CNN's training step 1.1-1.6x
-slower there (README, "What each speed choice buys"). So the training entry points
+falls back to its own (Eigen) kernels, which ran the default CNN's training step 2.25x
+slower on the AVX2 host (README, "What each speed choice buys"). So the training entry points
 (`python -m pipeline`, the training benchmarks) call `prefer_onednn` before TensorFlow is
 imported; a value the user set wins. Light on purpose: nothing here imports TensorFlow at
 import time. The model server does the opposite (serving/__main__.py): oneDNN's

@@ -24,7 +24,7 @@ import tensorflow as tf
 from models import get_family
 from pipeline.config import load_config
 from pipeline.fitting.hardware import host_description
-from pipeline.kernels import ENV
+from pipeline.kernels import describe_onednn
 from pipeline.stages.data import make_datasets
 from serving.common import write_report
 
@@ -37,10 +37,8 @@ def variants(config_path: Path, batch_size: int, others: list[Path],
     """Return the probes to run: a label, environment, and settings for `probe`."""
     base = {"config": str(config_path), "overrides": overrides or {}, "batch_size": batch_size,
             "jit_compile": False, "precision": "float32", "intra_op": 0, "inter_op": 0}
-    # the variants inherit this process's TF_ENABLE_ONEDNN_OPTS (`prefer_onednn` sets it)
-    onednn = "off" if os.environ.get(ENV) == "0" else "on"
-    rows = [
-        (f"default: float32, oneDNN {onednn}, no XLA, TF's thread defaults", {}, {}),
+    rows = [  # the probes inherit this process's kernels (`prefer_onednn` asked for oneDNN)
+        (f"default: float32, oneDNN {describe_onednn()}, no XLA, TF's thread defaults", {}, {}),
         ("XLA jit_compile=True", {}, {"jit_compile": True}),
         ("oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)", {"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
         ("threads: intra_op=cores, inter_op=1", {}, {"intra_op": os.cpu_count(), "inter_op": 1}),
