@@ -75,6 +75,9 @@ PROTOCOL ?= rest
 LAB ?=
 #> PYTEST_ARGS  extra pytest arguments, e.g. PYTEST_ARGS="-k export -x"
 PYTEST_ARGS ?=
+#> TEST_WORKERS  test: pytest processes, each taking whole test files (0: one process, no pytest-xdist)
+TEST_WORKERS ?= 2
+PYTEST_XDIST = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 # serve: TF Serving's batching and monitoring flags, and any other server flag
 #> BATCHING  serve: 1/yes/true/on starts the server with --enable_batching
 BATCHING ?=
@@ -142,8 +145,8 @@ READS_bench-tune = CONFIG SET
 READS_bench-soak = RELOADS
 READS_lab = LAB
 READS_generate = CONFIG MODEL PROMPT LENGTH TEMPERATURE PROTOCOL HOST GRPC_PORT REST_PORT
-READS_test = PYTEST_ARGS
-READS_test-full = PYTEST_ARGS
+READS_test = PYTEST_ARGS TEST_WORKERS
+READS_test-full = PYTEST_ARGS TEST_WORKERS
 
 .PHONY: help venv data train tune promote rollback status serving-config serve predict-grpc predict-rest mlflow-ui bench lab \
 	generate bench-train bench-serve bench-soak bench-tune tune-batching test test-full lint clean
@@ -291,11 +294,11 @@ deploy-check: venv ## Validate deploy/ offline: Kubernetes schemas (strict), the
 compose-up: ## Start deploy/compose.yaml (TF Serving GPU, MLflow on PostgreSQL, Prometheus) where Docker exists
 	docker compose -f deploy/compose.yaml up -d --build
 
-test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: venv ## Run the test suite (real TF, MLflow and SavedModels on tiny data; not the slow tests) in TEST_WORKERS processes
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-full: venv ## Run every test, the slow end-to-end ones too
-	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "" $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: venv ## Check style with ruff
 	$(VENV)/bin/ruff check pipeline models serving tests
