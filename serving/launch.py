@@ -196,8 +196,20 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args(argv)
 
 
+def answer_interrupts() -> None:
+    """Let Ctrl-C (SIGINT) and SIGTERM reach this process whatever it inherited.
+
+    A non-interactive shell starts a background job (`make serve &` in a script) with
+    SIGINT ignored, and a parent may leave signals blocked; both are inherited, and either
+    would leave the server running after Ctrl-C.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the chosen server, wait for it, stop it on Ctrl-C; return its exit code."""
+    answer_interrupts()
     args = parse_args(argv)
     check_flag_files(args.server_flags)
     try:
