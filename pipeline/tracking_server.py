@@ -26,6 +26,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.common import answer_interrupts
+
 DATABASE = "mlflow"
 ROLE = "mlflow"
 POSTGRES_USER = "postgres"  # PostgreSQL refuses to run as root; Debian's package makes this user
@@ -143,6 +145,7 @@ def serve(data_dir: Path, *, host: str = "127.0.0.1", port: int = 5000,
 
     Returns the server's exit status (0 after Ctrl-C or SIGTERM).
     """
+    answer_interrupts()
     data_dir.mkdir(parents=True, exist_ok=True)
     destination = artifacts_destination or str((data_dir / "artifacts").resolve())
     if "://" not in destination:

@@ -47,6 +47,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def answer_interrupts() -> None:
+    """Let Ctrl-C (SIGINT) and SIGTERM reach this process whatever it inherited.
+
+    For the commands that run a server in the foreground and stop it on Ctrl-C
+    (serving.launch, the MLflow tracking server). A non-interactive shell starts a
+    background job (`make serve &` in a script) with SIGINT ignored, and a parent may leave
+    signals blocked; both are inherited, and either would leave the server running.
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def stop_process(process: subprocess.Popen, grace_seconds: float = 30) -> int:
     """Return the exit code of `process`, after SIGTERM (and SIGKILL past `grace_seconds`) if running."""
     if process.poll() is None:

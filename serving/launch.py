@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.common import list_versions
+from serving.common import answer_interrupts, list_versions
 from serving.release import server_record
 from serving.release.registry_config import has_labels
 from serving.server.core.errors import ServingError
@@ -194,17 +194,6 @@ def parse_args(argv: list[str] | None = None):
                         "serving-config`): promotions and rollbacks may reload it live.")
     parser.add_argument("server_flags", nargs="*", help="Extra server flags, after '--'.")
     return parser.parse_args(argv)
-
-
-def answer_interrupts() -> None:
-    """Let Ctrl-C (SIGINT) and SIGTERM reach this process whatever it inherited.
-
-    A non-interactive shell starts a background job (`make serve &` in a script) with
-    SIGINT ignored, and a parent may leave signals blocked; both are inherited, and either
-    would leave the server running after Ctrl-C.
-    """
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:
